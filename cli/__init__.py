@@ -1,0 +1,1 @@
+"""The `simtrail` command line: a thin click layer over the library."""

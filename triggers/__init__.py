@@ -1,0 +1,1 @@
+"""Capture: the versioned SQL that builds schema `simtrail`, and the installer."""

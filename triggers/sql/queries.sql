@@ -1,0 +1,91 @@
+-- Every query the Python side of simtrail runs, by name.
+
+-- name: schema_installed
+SELECT pg_catalog.to_regclass('simtrail.schema_version') IS NOT NULL AS installed
+
+-- name: installed_version
+SELECT coalesce(max(version), 0) AS version FROM simtrail.schema_version
+
+-- name: record_version
+INSERT INTO simtrail.schema_version (version, name) VALUES (%(version)s, %(name)s)
+
+-- name: config_table_exists
+SELECT pg_catalog.to_regclass('public.simulation_table_config') IS NOT NULL AS present
+
+-- name: config_table_columns
+SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type
+FROM pg_catalog.pg_attribute AS a
+WHERE a.attrelid = 'public.simulation_table_config'::regclass AND a.attnum > 0
+  AND NOT a.attisdropped
+
+-- name: revoke_config_table
+-- Application roles must not switch capture off by editing the config.
+REVOKE ALL ON public.simulation_table_config FROM PUBLIC
+
+-- name: app_roles
+SELECT r.rolname::text AS name FROM pg_catalog.pg_roles AS r
+WHERE r.rolname IN ('anon', 'authenticated')
+
+-- name: revoke_functions
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA simtrail FROM PUBLIC
+
+-- name: install_lock
+SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('simtrail.install'))
+
+-- name: sync
+SELECT action, table_name, detail FROM simtrail.sync(%(apply)s)
+
+-- name: detach_everything
+SELECT name FROM simtrail.detach_everything() AS name
+
+-- name: drop_schema
+DROP SCHEMA simtrail CASCADE
+
+-- name: config_list
+SELECT c.id, c.table_name, c.category, c.has_tenant_id, c.has_patient_id, c.parent_table,
+       c.parent_column, c.enabled, c.notes
+FROM public.simulation_table_config AS c
+ORDER BY c.table_name
+
+-- name: config_problems
+SELECT table_name, problem FROM simtrail.config_problems()
+
+-- name: discover
+SELECT table_name, reaches_tenant, has_tenant_id, has_patient_id, parent_table, parent_column,
+       configured
+FROM simtrail.discover()
+
+-- name: doctor
+SELECT severity, kind, table_name, detail FROM simtrail.doctor()
+
+-- name: captured_tables
+SELECT t.table_name, t.pk_columns, t.tenant_path, t.attached_at FROM simtrail.captured_tables AS t
+ORDER BY t.table_name
+
+-- name: log_summary
+SELECT c.table_name, count(*) AS changes, min(c.changed_at) AS oldest, max(c.changed_at) AS newest
+FROM simtrail.changes AS c
+GROUP BY c.table_name
+ORDER BY c.table_name
+
+-- name: unattributed_changes
+SELECT count(*) AS n FROM simtrail.changes AS c WHERE c.tenant_id IS NULL
+
+-- name: config_insert
+INSERT INTO public.simulation_table_config
+    (table_name, category, has_tenant_id, has_patient_id, parent_table, parent_column,
+     enabled, notes)
+VALUES (%(table_name)s, %(category)s, %(has_tenant_id)s, %(has_patient_id)s, %(parent_table)s,
+        %(parent_column)s, %(enabled)s, %(notes)s)
+RETURNING id
+
+-- name: config_find
+SELECT c.config_id, c.table_name, c.relid::text AS relname, c.enabled
+FROM simtrail.config_rows() AS c
+WHERE c.table_name = %(name)s OR c.relid = pg_catalog.to_regclass(%(qualified)s)
+
+-- name: config_set_enabled
+UPDATE public.simulation_table_config SET enabled = %(enabled)s WHERE id = %(id)s
+
+-- name: problems_for
+SELECT p.problem FROM simtrail.config_problems() AS p WHERE p.table_name = %(table_name)s
