@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import psycopg
 
 from simtrail import __version__, logs
+from simtrail.clinic import demo as clinic_demo
 from simtrail.cli.app import App
 from simtrail.cli.output import emit_json, table
 from simtrail.errors import SimtrailError
@@ -271,6 +273,39 @@ def config_discover(app: App, apply: bool, as_json: bool) -> None:
     _print_actions(result["actions"])
     if not apply and any(not t["configured"] for t in result["tables"]):
         click.echo("run with --apply to add the unconfigured tables")
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".simtrail/demo-pg"),
+    show_default=True,
+    help="Where the embedded PostgreSQL keeps its files when no DSN is given.",
+)
+@json_option
+@pass_app
+def demo(app: App, data_dir: Path, as_json: bool) -> None:
+    """Build a clinic, launch three classes, let students chart, show the captured history.
+
+    Uses the server named by --dsn / DATABASE_URL / PG*, else an embedded PostgreSQL.
+    """
+    say: Callable[[str], None] = (lambda _: None) if as_json else click.echo
+    result = clinic_demo.run(app.dsn, data_dir.resolve(), say)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo("\nWhat simtrail captured during the session (one class only):")
+    click.echo(
+        table(result["session"], ["table_name", "operation", "changes", "without_tenant", "who"])
+    )
+    click.echo("\nCascaded deletes of rows without a tenant_id column, attributed to their class:")
+    click.echo(table(result["cascade_example"], ["table_name", "tenant_id", "row_pk"]))
+    status = result["status"]
+    click.echo(
+        f"\nLog: {status['total_changes']} changes over {len(status['tables'])} tables, "
+        f"{status['changes_without_tenant']} without a tenant."
+    )
 
 
 def main() -> None:

@@ -1,0 +1,123 @@
+"""`simtrail demo`: a class of nursing students charting, captured end to end.
+
+Builds the clinic schema in a fresh database, installs simtrail, launches
+three class sections, lets one section's students chart as the application
+role a web app would use, and prints what the log captured.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from simtrail import embedded
+from simtrail.clinic import seed
+from simtrail.db import connect
+from simtrail.errors import SimtrailError
+from simtrail.sqlfile import query
+from simtrail.triggers import inspect, installer
+
+DEMO_DB = "simtrail_demo"
+DEMO_COMMENT = "simtrail demo database; safe to drop"
+Say = Callable[[str], None]
+
+
+@contextmanager
+def demo_server(dsn: str | None, datadir: Path, say: Say) -> Iterator[str]:
+    """An admin DSN: the given server, or an embedded PostgreSQL 16."""
+    with ExitStack() as stack:
+        if dsn is None:
+            say(f"No DSN given: starting an embedded PostgreSQL in {datadir}")
+            yield embedded.start(datadir, stack)
+        else:
+            yield dsn
+
+
+def fresh_database(admin_dsn: str) -> str:
+    """(Re)create the demo database; refuse to drop one that is not ours."""
+    with connect(admin_dsn, "demo") as conn:
+        row = conn.execute(q("database_note"), {"name": DEMO_DB}).fetchone()
+        if row is not None:
+            if row["note"] != DEMO_COMMENT:
+                raise SimtrailError(
+                    f"database {DEMO_DB} exists and was not made by the demo; not touching it"
+                )
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(DEMO_DB)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DB)))
+        conn.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(DEMO_DB), sql.Literal(DEMO_COMMENT)
+            )
+        )
+    return make_conninfo(admin_dsn, dbname=DEMO_DB)
+
+
+@contextmanager
+def as_student(conn: psycopg.Connection[Any], tenant: uuid.UUID, email: str) -> Iterator[None]:
+    """Act as the web app does: role `authenticated` with PostgREST's JWT claims."""
+    claims = {"sub": str(uuid.uuid5(uuid.NAMESPACE_URL, email)), "role": "authenticated",
+              "email": email, "tenant_id": str(tenant)}
+    conn.execute(q("set_claims"), {"claims": json.dumps(claims)})
+    conn.execute("SET ROLE authenticated")
+    try:
+        yield
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(q("set_claims"), {"claims": ""})
+
+
+def run(dsn: str | None, datadir: Path, say: Say) -> dict[str, Any]:
+    rng = random.Random(2025)
+    with demo_server(dsn, datadir, say) as admin_dsn:
+        db_dsn = fresh_database(admin_dsn)
+        with connect(db_dsn, "demo") as conn:
+            say(f"PostgreSQL {conn.info.server_version // 10000}: database {DEMO_DB}")
+            seed.apply_schema(conn)
+            say("Clinic schema created: 16 tables, RLS, updated_at stampers, cascades")
+
+            report = installer.install(conn)
+            say(f"simtrail install: schema v{report.to_version}, "
+                f"{len(report.actions)} tables captured")
+
+            tenants = seed.seed_tenants(conn, tenants=3, patients_per_tenant=6, rng=rng)
+            names = {r["id"]: r["name"] for r in conn.execute(q("tenant_names"))}
+            say(f"Launched {len(tenants)} class sections with 6 patients each")
+
+            doctor = inspect.doctor(conn)
+            say(f"simtrail doctor: {'clean' if doctor['ok'] else doctor['findings']}")
+
+            last = conn.execute(q("last_change")).fetchone()
+            since = last["id"] if last else 0
+            section = tenants[0]
+            conn.execute(q("set_actor"), {"actor": "demo: student session"})
+            with as_student(conn, section, "j.rivera@students.example.edu"):
+                counts = seed.student_session(conn, section, rng=rng)
+            say(f"Students charted in {names[section]}: "
+                + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v))
+
+            summary = session_summary(conn, since)
+            cascades = cascade_example(conn, since)
+            status = inspect.status(conn)
+    return {"tenants": [str(t) for t in tenants], "session": summary,
+            "cascade_example": cascades, "status": status}
+
+
+def session_summary(conn: psycopg.Connection[Any], since: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(q("session_summary"), {"since": since})]
+
+
+def cascade_example(conn: psycopg.Connection[Any], since: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(q("cascade_example"), {"since": since})]
+
+
+def q(name: str) -> sql.SQL:
+    return query("simtrail.clinic", "demo.sql", name)
