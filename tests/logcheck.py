@@ -100,6 +100,22 @@ class Replay:
             )
 
 
+    def check_membership(self) -> None:
+        """Each row's last attribution must be the tenant its current image leads to.
+
+        A row that silently followed its parent to another tenant, with no
+        'out'/'in' entries, would still be attributed to the old one.
+        """
+        for table, rows in self.state.items():
+            for key, image in rows.items():
+                expected = self.tenant_of(table, image)
+                logged = self.row_tenant.get((table, key))
+                if logged != expected:
+                    self.problems.append(
+                        f"{table} {key} last logged under tenant {logged}, now belongs to {expected}"
+                    )
+
+
 def captured_tables(db: Database) -> dict[str, Table]:
     return {
         r["table_name"]: Table(r["table_name"], list(r["pk_columns"]), r["tenant_path"])
@@ -116,6 +132,7 @@ def replay(db: Database, baseline: dict[str, dict[Key, dict[str, Any]]] | None =
     )
     for change in changes:
         result.apply(change)
+    result.check_membership()
     return result
 
 

@@ -1,0 +1,252 @@
+"""Random histories of writes on the clinic schema, for property tests.
+
+An operation is (kind, a, b): `a` and `b` are small integers that pick rows
+and tenants by position, so hypothesis can shrink a failing history to a few
+readable steps. Every kind runs plain SQL, as an application would; cascades,
+SET NULLs, tenant moves and key changes come from the schema itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from hypothesis import strategies as st
+
+Conn = psycopg.Connection[Any]
+Op = tuple[str, int, int]
+
+
+def pick(conn: Conn, query: str, index: int) -> Any:
+    """The index-th row (modulo the count) of a query ordered by its first column."""
+    rows = conn.execute(query.encode()).fetchall()
+    if not rows:
+        return None
+    return rows[index % len(rows)][0]
+
+
+def tenant(conn: Conn, index: int) -> Any:
+    return pick(conn, "SELECT id FROM public.tenants ORDER BY id", index)
+
+
+def patient(conn: Conn, index: int) -> Any:
+    return pick(conn, "SELECT id FROM public.patients ORDER BY id", index)
+
+
+def _add_patient(conn: Conn, a: int, b: int) -> None:
+    conn.execute(
+        "INSERT INTO public.patients (tenant_id, patient_id, first_name, last_name,"
+        " date_of_birth, allergies, acuity, admission_details)"
+        " VALUES (%s, %s, 'Pat', %s, '1950-01-01', %s, 'guarded', %s)"
+        " ON CONFLICT (tenant_id, patient_id) DO NOTHING",
+        (tenant(conn, a), f"MRN-H{b % 7}", f"Case{b}", ["latex"] if b % 2 else [],
+         json.dumps({"bed": b})),
+    )
+
+
+def _readmit(conn: Conn, a: int, b: int) -> None:
+    """Discharge a patient and admit a new one under the same MRN, same class."""
+    row = conn.execute(
+        "DELETE FROM public.patients WHERE id = %s RETURNING tenant_id, patient_id",
+        (patient(conn, a),),
+    ).fetchone()
+    if row:
+        conn.execute(
+            "INSERT INTO public.patients (tenant_id, patient_id, first_name, last_name,"
+            " date_of_birth) VALUES (%s, %s, 'Re', 'Admitted', '1960-02-02')",
+            row,
+        )
+
+
+def _update_patient(conn: Conn, a: int, b: int) -> None:
+    conn.execute(
+        "UPDATE public.patients SET acuity = (enum_range(NULL::public.acuity_level))[%s],"
+        " allergies = allergies || %s::text, admission_details = admission_details || %s"
+        " WHERE id = %s",
+        (1 + b % 4, f"a{b}", json.dumps({"note": b}), patient(conn, a)),
+    )
+
+
+def _move_patient(conn: Conn, a: int, b: int) -> None:
+    conn.execute(
+        "UPDATE public.patients AS p SET tenant_id = %(t)s WHERE p.id = %(p)s"
+        " AND NOT EXISTS (SELECT 1 FROM public.patients AS q"
+        "                 WHERE q.tenant_id = %(t)s AND q.patient_id = p.patient_id)",
+        {"t": tenant(conn, b), "p": patient(conn, a)},
+    )
+
+
+def _delete_patient(conn: Conn, a: int, b: int) -> None:
+    conn.execute("DELETE FROM public.patients WHERE id = %s", (patient(conn, a),))
+
+
+def _add_vitals(conn: Conn, a: int, b: int) -> None:
+    conn.execute(
+        "INSERT INTO public.patient_vitals (tenant_id, patient_id, temperature, heart_rate)"
+        " SELECT tenant_id, id, 36.5 + %s / 10.0, 60 + %s FROM public.patients WHERE id = %s",
+        (b % 30, b, patient(conn, a)),
+    )
+
+
+def _add_handover(conn: Conn, a: int, b: int) -> None:
+    conn.execute(
+        "INSERT INTO public.handover_notes (patient_id, shift, sbar)"
+        " SELECT id, 'day', %s FROM public.patients WHERE id = %s",
+        (json.dumps({"s": f"sit {b}", "r": [b, b + 1]}), patient(conn, a)),
+    )
+
+
+def _add_wound(conn: Conn, a: int, b: int) -> None:
+    wound = conn.execute(
+        "INSERT INTO public.patient_wounds (patient_id, location, wound_type)"
+        " SELECT id, 'heel', 'pressure' FROM public.patients WHERE id = %s RETURNING id",
+        (patient(conn, a),),
+    ).fetchone()
+    if wound:
+        conn.execute(
+            "INSERT INTO public.wound_assessments (wound_id, length_cm, photos)"
+            " VALUES (%s, %s, '[]'), (%s, %s, '[\"p.jpg\"]')",
+            (wound[0], b % 9, wound[0], b % 7),
+        )
+
+
+def _add_panel(conn: Conn, a: int, b: int) -> None:
+    panel = conn.execute(
+        "INSERT INTO public.lab_panels (tenant_id, patient_id, panel_name)"
+        " SELECT tenant_id, id, 'CBC' FROM public.patients WHERE id = %s RETURNING id",
+        (patient(conn, a),),
+    ).fetchone()
+    if panel:
+        conn.execute(
+            "INSERT INTO public.lab_results (panel_id, test_name, value, flag)"
+            " VALUES (%s, 'WBC', %s, 'N'), (%s, 'Hgb', %s, 'L')",
+            (panel[0], b, panel[0], b / 3),
+        )
+
+
+def _edit_children(conn: Conn, a: int, b: int) -> None:
+    conn.execute(
+        "UPDATE public.wound_assessments SET depth_cm = %s WHERE wound_id IN"
+        " (SELECT id FROM public.patient_wounds WHERE patient_id = %s)",
+        (b % 5, patient(conn, a)),
+    )
+    conn.execute(
+        "UPDATE public.lab_results SET value = value + 1 WHERE panel_id IN"
+        " (SELECT id FROM public.lab_panels WHERE patient_id = %s)",
+        (patient(conn, a),),
+    )
+
+
+def _delete_children(conn: Conn, a: int, b: int) -> None:
+    kind = b % 4
+    if kind == 0:
+        conn.execute(
+            "DELETE FROM public.patient_wounds WHERE id = %s",
+            (pick(conn, "SELECT id FROM public.patient_wounds ORDER BY id", a),),
+        )
+    elif kind == 1:
+        conn.execute(
+            "DELETE FROM public.lab_panels WHERE id = %s",
+            (pick(conn, "SELECT id FROM public.lab_panels ORDER BY id", a),),
+        )
+    elif kind == 2:
+        conn.execute(
+            "DELETE FROM public.handover_notes WHERE id = %s",
+            (pick(conn, "SELECT id FROM public.handover_notes ORDER BY id", a),),
+        )
+    else:
+        conn.execute(
+            "DELETE FROM public.patient_vitals WHERE id = %s",
+            (pick(conn, "SELECT id FROM public.patient_vitals ORDER BY id", a),),
+        )
+
+
+def _care_team_key_change(conn: Conn, a: int, b: int) -> None:
+    member = pick(
+        conn, "SELECT (patient_id, user_id)::text FROM public.patient_care_team ORDER BY 1", a
+    )
+    if member is None:
+        return
+    conn.execute(
+        "UPDATE public.patient_care_team SET user_id = u.id FROM ("
+        "  SELECT id FROM public.user_profiles ORDER BY id OFFSET %s LIMIT 1) AS u"
+        " WHERE (patient_care_team.patient_id, patient_care_team.user_id)::text = %s"
+        "   AND NOT EXISTS (SELECT 1 FROM public.patient_care_team c"
+        "                   WHERE c.patient_id = patient_care_team.patient_id"
+        "                     AND c.user_id = u.id)",
+        (b % 5, member),
+    )
+
+
+def _supersede_order(conn: Conn, a: int, b: int) -> None:
+    conn.execute(
+        "INSERT INTO public.doctors_orders (tenant_id, patient_id, order_type, order_text,"
+        " supersedes_id) SELECT o.tenant_id, o.patient_id, o.order_type, o.order_text || ' rev',"
+        " o.id FROM public.doctors_orders o WHERE o.id = %s",
+        (pick(conn, "SELECT id FROM public.doctors_orders ORDER BY id", a),),
+    )
+    conn.execute(
+        "DELETE FROM public.doctors_orders WHERE id = %s",
+        (pick(conn, "SELECT id FROM public.doctors_orders ORDER BY id", b),),
+    )
+
+
+def _delete_user(conn: Conn, a: int, b: int) -> None:
+    conn.execute(
+        "DELETE FROM public.user_profiles WHERE id = %s",
+        (pick(conn, "SELECT id FROM public.user_profiles ORDER BY id", a),),
+    )
+
+
+def _truncate_results(conn: Conn, a: int, b: int) -> None:
+    conn.execute("TRUNCATE public.lab_results")
+
+
+def _mrn_records(conn: Conn, a: int, b: int) -> None:
+    conn.execute(
+        "INSERT INTO public.diabetic_records (tenant_id, patient_id, glucose_mg_dl)"
+        " SELECT tenant_id, patient_id, %s FROM public.patients WHERE id = %s",
+        (80 + b, patient(conn, a)),
+    )
+    conn.execute(
+        "INSERT INTO public.bowel_records (tenant_id, patient_id, stool_type)"
+        " SELECT tenant_id, patient_id, %s FROM public.patients WHERE id = %s",
+        (1 + b % 7, patient(conn, a)),
+    )
+
+
+OPERATIONS: dict[str, Callable[[Conn, int, int], None]] = {
+    "add_patient": _add_patient,
+    "readmit": _readmit,
+    "update_patient": _update_patient,
+    "move_patient": _move_patient,
+    "delete_patient": _delete_patient,
+    "add_vitals": _add_vitals,
+    "add_handover": _add_handover,
+    "add_wound": _add_wound,
+    "add_panel": _add_panel,
+    "edit_children": _edit_children,
+    "delete_children": _delete_children,
+    "care_team_key_change": _care_team_key_change,
+    "supersede_order": _supersede_order,
+    "delete_user": _delete_user,
+    "truncate_results": _truncate_results,
+    "mrn_records": _mrn_records,
+}
+
+# Rare, sweeping operations are drawn less often so histories stay interesting.
+_WEIGHTED = [k for k in OPERATIONS for _ in range(1 if k in ("truncate_results",
+                                                              "delete_user") else 4)]
+
+operations = st.tuples(st.sampled_from(_WEIGHTED), st.integers(0, 40), st.integers(0, 40))
+# A transaction: some operations, committed or (sometimes) rolled back.
+transactions = st.tuples(st.lists(operations, min_size=1, max_size=4), st.booleans())
+histories = st.lists(transactions, min_size=1, max_size=6)
+
+
+def run_transaction(conn: Conn, ops: list[Op], commit: bool) -> None:
+    with conn.transaction(force_rollback=not commit):
+        for kind, a, b in ops:
+            OPERATIONS[kind](conn, a, b)
