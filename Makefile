@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Strict editable installs link each file, so a new module needs a reinstall.
-PACKAGE_FILES := $(shell find core triggers cli daemon -name '*.py' -o -name '*.sql' 2>/dev/null)
+PACKAGE_FILES := $(shell find core triggers cli daemon -name '*.py' -o -name '*.sql' -o -name py.typed 2>/dev/null)
 
 .PHONY: demo test lint bench clean
 
@@ -16,13 +16,13 @@ $(STAMP): pyproject.toml $(PACKAGE_FILES)
 demo: $(STAMP)
 	$(BIN)/simtrail demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
+
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(BIN)/mypy -p simtrail -p tests -p bench
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

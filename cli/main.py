@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import psycopg
@@ -14,7 +14,7 @@ from simtrail import __version__, logs
 from simtrail.clinic import demo as clinic_demo
 from simtrail.cli.app import App
 from simtrail.cli.output import emit_json, table
-from simtrail.errors import SimtrailError
+from simtrail.errors import ConfigError, SimtrailError
 from simtrail.settings import first_line
 from simtrail.triggers import config as config_rows
 from simtrail.triggers import inspect, installer
@@ -22,25 +22,21 @@ from simtrail.triggers import inspect, installer
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CliError(click.ClickException):
+class Group(click.Group):
     """Every failure leaves through here: one line on stderr, a non-zero exit."""
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"simtrail: error: {self.format_message()}", err=True)
-
-
-class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SimtrailError as exc:
-            raise CliError(str(exc), exc.exit_code) from None
+            fail(ctx, str(exc), exc.exit_code)
         except psycopg.Error as exc:
-            raise CliError(f"database: {first_line(str(exc))}") from None
+            fail(ctx, f"database: {first_line(str(exc))}", 2)
+
+
+def fail(ctx: click.Context, message: str, exit_code: int) -> NoReturn:
+    click.echo(f"simtrail: error: {message}", err=True)
+    ctx.exit(exit_code)
 
 
 def json_option(f: F) -> F:
@@ -218,7 +214,7 @@ def config_add(
     """Add TABLE_NAME and attach capture to it."""
     chosen = sum([direct, via_patient, parent_table is not None or parent_column is not None])
     if chosen != 1:
-        raise CliError(
+        raise ConfigError(
             "say how the table reaches its tenant: exactly one of --tenant-column, "
             "--via-patient, or --parent with --parent-column"
         )

@@ -18,7 +18,8 @@ def start(datadir: Path, stack: ExitStack, *, keep_running: bool = False) -> str
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(datadir, cleanup_mode=None if keep_running else "stop")
+        get_server = pgserver.get_server  # type: ignore[attr-defined]
+        server = get_server(datadir, cleanup_mode=None if keep_running else "stop")
     if not keep_running:
         stack.callback(server.cleanup)
     uri: str = server.get_uri()

@@ -35,4 +35,4 @@ def queries(package: str, filename: str) -> dict[str, str]:
 
 def query(package: str, filename: str, name: str) -> sql.SQL:
     # The text comes from our own packaged file, never from input.
-    return sql.SQL(queries(package, filename)[name])  # type: ignore[arg-type]
+    return sql.SQL(queries(package, filename)[name])

@@ -68,7 +68,7 @@ def q(name: str) -> psycopg.sql.SQL:
 
 def script(filename: str) -> psycopg.sql.SQL:
     """A whole packaged .sql file, run as one multi-statement query."""
-    return psycopg.sql.SQL(read(PACKAGE, filename))  # type: ignore[arg-type]
+    return psycopg.sql.SQL(read(PACKAGE, filename))
 
 
 def versions() -> list[Version]:
