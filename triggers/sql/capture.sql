@@ -306,17 +306,40 @@ CREATE OR REPLACE FUNCTION simtrail.render_row_source(
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
-    v_hops jsonb := p_path -> 'hops';
-    v_joins text := '';
-    v_prev text := '(x.rec)';
-    v_alias text;
-    v_key text;
+    v_lookup jsonb := simtrail.render_tenant_lookup(p_path, '(x.rec)');
     v_pk text;
-    i integer;
 BEGIN
     SELECT pg_catalog.string_agg(pg_catalog.format('%L, (x.rec).%I', c, c), ', ' ORDER BY o)
       INTO v_pk
       FROM pg_catalog.unnest(p_pk) WITH ORDINALITY AS u(c, o);
+    -- Reading a row's tenant also takes that tenant's lock in shared mode, so
+    -- a rewind of the tenant (which takes it exclusively) and its writers take
+    -- turns while other tenants never wait. The key must match
+    -- simtrail.tenant_lock_key(); it is spelled out because a SECURITY DEFINER
+    -- function call per row would cost far more than the hash.
+    RETURN pg_catalog.format(
+        'SELECT x.rn, CASE WHEN pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtextextended('
+        '''simtrail tenant '' || %1$s, 0)) IS NULL THEN NULL ELSE %1$s END AS tenant, '
+        '%2$s IS NOT NULL AS keyed, '
+        'pg_catalog.to_jsonb(x.rec) AS img, pg_catalog.jsonb_build_object(%3$s) AS pk '
+        'FROM (SELECT pg_catalog.row_number() OVER () AS rn, r AS rec FROM %4$s AS r) AS x%5$s',
+        v_lookup ->> 'tenant', v_lookup ->> 'key', v_pk, p_source, v_lookup ->> 'joins');
+END
+$$;
+
+-- SQL fragments that find the tenant of the row expression p_row by its
+-- tenant path: {"joins": " LEFT JOIN … AS p1 …", "tenant": "(p1.tenant_id)::text",
+-- "key": "<p_row>.<first column of the path>"}. Parents are aliased p1, p2, …
+CREATE OR REPLACE FUNCTION simtrail.render_tenant_lookup(p_path jsonb, p_row text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_hops jsonb := p_path -> 'hops';
+    v_joins text := '';
+    v_prev text := p_row;
+    v_alias text;
+    i integer;
+BEGIN
     FOR i IN 0 .. pg_catalog.jsonb_array_length(v_hops) - 1 LOOP
         v_alias := 'p' || (i + 1);
         v_joins := v_joins || pg_catalog.format(
@@ -325,13 +348,11 @@ BEGIN
             v_hops -> i ->> 'parent_column', v_prev, v_hops -> i ->> 'column');
         v_prev := v_alias;
     END LOOP;
-    v_key := pg_catalog.format('(x.rec).%I',
-        coalesce(v_hops -> 0 ->> 'column', p_path ->> 'tenant_column'));
-    RETURN pg_catalog.format(
-        'SELECT x.rn, (%s.%I)::text AS tenant, %s IS NOT NULL AS keyed, '
-        'pg_catalog.to_jsonb(x.rec) AS img, pg_catalog.jsonb_build_object(%s) AS pk '
-        'FROM (SELECT pg_catalog.row_number() OVER () AS rn, r AS rec FROM %s AS r) AS x%s',
-        v_prev, p_path ->> 'tenant_column', v_key, v_pk, p_source, v_joins);
+    RETURN pg_catalog.jsonb_build_object(
+        'joins', v_joins,
+        'tenant', pg_catalog.format('(%s.%I)::text', v_prev, p_path ->> 'tenant_column'),
+        'key', pg_catalog.format('%s.%I', p_row,
+                   coalesce(v_hops -> 0 ->> 'column', p_path ->> 'tenant_column')));
 END
 $$;
 

@@ -1,0 +1,774 @@
+-- Marks and rewinds: put one tenant back to an earlier state by replaying
+-- inverse operations from the log, in one transaction, leaving every other
+-- tenant and every unconfigured table alone.
+-- Re-applied by every install (CREATE OR REPLACE), after the versioned files.
+
+-- The lock that serialises a rewind of a tenant against that tenant's writers
+-- (writers take it shared in the capture trigger); other tenants never wait.
+CREATE OR REPLACE FUNCTION simtrail.tenant_lock_key(p_tenant text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT pg_catalog.hashtextextended('simtrail tenant ' || p_tenant, 0)
+$$;
+
+-- The tenant key in its canonical text form, checked against the tenant
+-- column's type (so ' 7' and '07' both mean integer tenant 7, and a uuid in
+-- upper case matches the log). Raises on a value the type rejects.
+CREATE OR REPLACE FUNCTION simtrail.normalize_tenant(p_tenant text)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_type text;
+    v_tenant text;
+BEGIN
+    IF p_tenant IS NULL OR pg_catalog.btrim(p_tenant) = '' THEN
+        RAISE EXCEPTION 'a tenant is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT t.tenant_path ->> 'tenant_type' INTO v_type
+    FROM simtrail.captured_tables AS t
+    GROUP BY 1 ORDER BY pg_catalog.count(*) DESC, 1 LIMIT 1;
+    IF v_type IS NULL THEN
+        RETURN p_tenant;
+    END IF;
+    BEGIN
+        EXECUTE pg_catalog.format('SELECT (%L::%s)::text', p_tenant, v_type) INTO v_tenant;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'tenant % is not a valid % value', pg_catalog.quote_literal(p_tenant), v_type
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
+    RETURN v_tenant;
+END
+$$;
+
+-- A tenant is known when the log, a mark, or a live row of a table with its
+-- own tenant column names it. Returns the canonical key or raises.
+CREATE OR REPLACE FUNCTION simtrail.known_tenant(p_tenant text)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_tenant text := simtrail.normalize_tenant(p_tenant);
+    r record;
+    v_found boolean;
+BEGIN
+    IF EXISTS (SELECT 1 FROM simtrail.changes AS c WHERE c.tenant_id = v_tenant)
+       OR EXISTS (SELECT 1 FROM simtrail.marks AS m WHERE m.tenant_id = v_tenant) THEN
+        RETURN v_tenant;
+    END IF;
+    FOR r IN
+        SELECT t.relid, t.tenant_path FROM simtrail.captured_tables AS t
+        WHERE pg_catalog.jsonb_array_length(t.tenant_path -> 'hops') = 0
+    LOOP
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s AS r WHERE r.%I::text = $1)',
+                                  r.relid::regclass, r.tenant_path ->> 'tenant_column')
+            INTO v_found USING v_tenant;
+        IF v_found THEN
+            RETURN v_tenant;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'unknown tenant %: no captured row or change belongs to it', v_tenant
+        USING ERRCODE = 'invalid_parameter_value';
+END
+$$;
+
+-- Record a named point in a tenant's history. Takes no table lock: the
+-- snapshot fixes exactly which transactions the mark includes.
+CREATE OR REPLACE FUNCTION simtrail.mark(p_tenant text, p_name text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_tenant text := simtrail.known_tenant(p_tenant);
+    v_snapshot pg_snapshot := pg_catalog.pg_current_snapshot();
+    v_scan_from bigint;
+    v_mark record;
+BEGIN
+    IF p_name IS NULL OR p_name = '' OR p_name ~ '[[:cntrl:]]' OR pg_catalog.length(p_name) > 200 THEN
+        RAISE EXCEPTION 'a mark name must be 1 to 200 printable characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Transactions still running when the snapshot was taken may already
+    -- have logged changes below the newest id; a rewind must look back that far.
+    SELECT LEAST(
+               (SELECT pg_catalog.min(x.first_change_id) FROM simtrail.transactions AS x
+                WHERE x.xact_id IN (SELECT pg_catalog.pg_snapshot_xip(v_snapshot))),
+               (SELECT s.last_value + 1 FROM simtrail.change_id_seq AS s))
+      INTO v_scan_from;
+    INSERT INTO simtrail.marks (tenant_id, name, snapshot, scan_from, created_by)
+    VALUES (v_tenant, p_name, v_snapshot, v_scan_from, simtrail.current_actor())
+    RETURNING id, tenant_id, name, created_at INTO v_mark;
+    RETURN pg_catalog.jsonb_build_object('id', v_mark.id, 'tenant', v_mark.tenant_id,
+                                         'name', v_mark.name, 'created_at', v_mark.created_at);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION simtrail.list_marks(p_tenant text)
+RETURNS TABLE (id bigint, name text, created_at timestamptz, created_by jsonb)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_tenant text := simtrail.known_tenant(p_tenant);
+BEGIN
+    RETURN QUERY
+        SELECT m.id, m.name, m.created_at, m.created_by FROM simtrail.marks AS m
+        WHERE m.tenant_id = v_tenant ORDER BY m.id;
+END
+$$;
+
+-- Deletes every mark of that name for the tenant; raises when there is none.
+CREATE OR REPLACE FUNCTION simtrail.delete_mark(p_tenant text, p_name text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_tenant text := simtrail.known_tenant(p_tenant);
+    v_count integer;
+BEGIN
+    DELETE FROM simtrail.marks AS m WHERE m.tenant_id = v_tenant AND m.name = p_name;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    IF v_count = 0 THEN
+        RAISE EXCEPTION 'tenant % has no mark %', v_tenant, pg_catalog.quote_literal(p_name)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN v_count;
+END
+$$;
+
+-- Who is acting, as the capture records it.
+CREATE OR REPLACE FUNCTION simtrail.current_actor()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_raw text := nullif(pg_catalog.current_setting('request.jwt.claims', true), '');
+    v_claims jsonb;
+BEGIN
+    IF v_raw IS NOT NULL THEN
+        BEGIN
+            v_claims := v_raw::jsonb;
+        EXCEPTION WHEN invalid_text_representation THEN
+            v_claims := pg_catalog.jsonb_build_object('unparsed', v_raw);
+        END;
+    END IF;
+    RETURN pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'sub', v_claims ->> 'sub',
+        'role', v_claims ->> 'role',
+        'email', v_claims ->> 'email',
+        'claims_unparsed', v_claims ->> 'unparsed',
+        'actor', nullif(pg_catalog.current_setting('simtrail.actor', true), ''),
+        'session_user', session_user::text,
+        'application_name', nullif(pg_catalog.current_setting('application_name', true), ''),
+        'client_addr', pg_catalog.host(pg_catalog.inet_client_addr())));
+END
+$$;
+
+-- Which of the tenant's changes a rewind to p_target undoes: fills
+-- pg_temp.simtrail_undo with their ids and returns how the target resolved.
+-- TARGET is `mark:NAME`, `change:ID`, or an ISO-8601 time.
+CREATE OR REPLACE FUNCTION simtrail.resolve_target(p_tenant text, p_target text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_mark record;
+    v_change record;
+    v_boundary bigint;
+    v_time timestamptz;
+    v_log_start timestamptz;
+    v_added bigint;
+    v_straddler xid8;
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS simtrail_undo (id bigint PRIMARY KEY) ON COMMIT DROP;
+    TRUNCATE pg_temp.simtrail_undo;
+
+    IF p_target IS NULL OR pg_catalog.btrim(p_target) = '' THEN
+        RAISE EXCEPTION 'a target is required: mark:NAME, change:ID or an ISO-8601 time'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    IF pg_catalog.starts_with(p_target, 'mark:') THEN
+        SELECT m.* INTO v_mark FROM simtrail.marks AS m
+        WHERE m.tenant_id = p_tenant AND m.name = pg_catalog.substr(p_target, 6)
+        ORDER BY m.id DESC LIMIT 1;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'tenant % has no mark %', p_tenant,
+                pg_catalog.quote_literal(pg_catalog.substr(p_target, 6))
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- Exactly the transactions that had not committed when the mark was taken.
+        INSERT INTO pg_temp.simtrail_undo
+        SELECT c.id FROM simtrail.changes AS c
+        WHERE c.tenant_id = p_tenant AND c.id >= v_mark.scan_from
+          AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, v_mark.snapshot);
+        RETURN pg_catalog.jsonb_build_object(
+            'kind', 'mark', 'mark', v_mark.name, 'mark_id', v_mark.id,
+            'at', v_mark.created_at, 'resolved_by', 'mark snapshot (exact)');
+    END IF;
+
+    IF pg_catalog.starts_with(p_target, 'change:') THEN
+        IF pg_catalog.substr(p_target, 8) !~ '^[0-9]{1,18}$' THEN
+            RAISE EXCEPTION '% is not a change id', pg_catalog.quote_literal(pg_catalog.substr(p_target, 8))
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        SELECT c.id, c.xact_id, c.changed_at INTO v_change FROM simtrail.changes AS c
+        WHERE c.id = pg_catalog.substr(p_target, 8)::bigint AND c.tenant_id = p_tenant;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'change % is not in the history of tenant %', pg_catalog.substr(p_target, 8),
+                p_tenant USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- The state right after the whole transaction of that change.
+        SELECT pg_catalog.max(c.id) INTO v_boundary FROM simtrail.changes AS c
+        WHERE c.tenant_id = p_tenant AND c.xact_id = v_change.xact_id AND c.id >= v_change.id;
+        SELECT c.xact_id INTO v_straddler FROM simtrail.changes AS c
+        WHERE c.tenant_id = p_tenant AND c.id > v_boundary
+          AND EXISTS (SELECT 1 FROM simtrail.changes AS e
+                      WHERE e.tenant_id = p_tenant AND e.xact_id = c.xact_id AND e.id <= v_boundary
+                        AND e.xact_id <> v_change.xact_id)
+        LIMIT 1;
+        IF v_straddler IS NOT NULL THEN
+            RAISE EXCEPTION 'change % falls inside transaction %, which committed around it; pick a change of a later transaction',
+                v_change.id, v_straddler USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        INSERT INTO pg_temp.simtrail_undo
+        SELECT c.id FROM simtrail.changes AS c WHERE c.tenant_id = p_tenant AND c.id > v_boundary;
+        RETURN pg_catalog.jsonb_build_object(
+            'kind', 'change', 'change', v_change.id, 'at', v_change.changed_at,
+            'resolved_by', 'change order (exact)');
+    END IF;
+
+    BEGIN
+        v_time := p_target::timestamptz;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION '% is not a target: use mark:NAME, change:ID or an ISO-8601 time',
+            pg_catalog.quote_literal(p_target) USING ERRCODE = 'invalid_parameter_value';
+    END;
+    IF v_time > pg_catalog.clock_timestamp() THEN
+        RAISE EXCEPTION 'time % is in the future', v_time USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT pg_catalog.min(v.installed_at) INTO v_log_start FROM simtrail.schema_version AS v;
+    IF v_time < v_log_start THEN
+        RAISE EXCEPTION 'time % is before the log begins (%)', v_time, v_log_start
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Without ticks, a time resolves through transaction start times: undo
+    -- every transaction that began after it. Then close the set: a later
+    -- change to a row whose earlier change is undone must be undone too, and
+    -- so must the rest of its transaction, so the result is a state that
+    -- readers could have seen.
+    INSERT INTO pg_temp.simtrail_undo
+    SELECT c.id FROM simtrail.changes AS c
+    JOIN simtrail.transactions AS x ON x.xact_id = c.xact_id
+    WHERE c.tenant_id = p_tenant AND x.started_at > v_time;
+    LOOP
+        WITH undone AS (
+            SELECT u.xact_id, u.table_name, u.row_pk, u.id
+            FROM pg_temp.simtrail_undo AS z JOIN simtrail.changes AS u ON u.id = z.id
+        ), first_per_row AS (
+            SELECT d.table_name, d.row_pk, pg_catalog.min(d.id) AS id FROM undone AS d GROUP BY 1, 2
+        )
+        INSERT INTO pg_temp.simtrail_undo
+        SELECT c.id FROM simtrail.changes AS c
+        WHERE c.tenant_id = p_tenant
+          AND c.id >= (SELECT pg_catalog.min(z.id) FROM pg_temp.simtrail_undo AS z)
+          AND (c.xact_id IN (SELECT d.xact_id FROM undone AS d)
+               OR EXISTS (SELECT 1 FROM first_per_row AS f
+                          WHERE f.table_name = c.table_name AND f.row_pk = c.row_pk
+                            AND f.id < c.id))
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS v_added = ROW_COUNT;
+        EXIT WHEN v_added = 0;
+    END LOOP;
+    RETURN pg_catalog.jsonb_build_object(
+        'kind', 'time', 'at', v_time,
+        'resolved_by', 'transaction start times (exact to the transaction; ticks not yet recorded)');
+END
+$$;
+
+-- The primary key of a row image, as jsonb; NULL for no image.
+CREATE OR REPLACE FUNCTION simtrail.image_key(p_img jsonb, p_pk text[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT CASE WHEN p_img IS NOT NULL THEN
+        (SELECT pg_catalog.jsonb_object_agg(k, p_img -> k) FROM pg_catalog.unnest(p_pk) AS k) END
+$$;
+
+-- True when every column the (normalised) image holds has the same value in
+-- the live row. Columns added since the image was taken are not compared.
+CREATE OR REPLACE FUNCTION simtrail.image_agrees(p_img jsonb, p_live jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(p_img) AS e
+                       WHERE p_live -> e.key IS DISTINCT FROM e.value)
+$$;
+
+-- Columns a rewind may write: not dropped, not generated; identity columns
+-- are written with OVERRIDING SYSTEM VALUE, except that updates skip the key
+-- and GENERATED ALWAYS identities (which cannot be updated).
+CREATE OR REPLACE FUNCTION simtrail.writable_columns(p_relid regclass, p_for_update boolean)
+RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+      AND NOT (p_for_update AND (a.attidentity = 'a'
+               OR a.attname = ANY (coalesce(simtrail.pk_columns(p_relid), ARRAY[]::text[]))))
+$$;
+
+-- How far down the foreign-key graph a table sits among the captured tables
+-- (0: references none of them). Parents are restored before their children
+-- and children deleted before their parents.
+CREATE OR REPLACE FUNCTION simtrail.fk_depths()
+RETURNS TABLE (table_name text, depth integer)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    WITH RECURSIVE edges AS (
+        SELECT DISTINCT k.conrelid AS child, k.confrelid AS parent
+        FROM pg_catalog.pg_constraint AS k
+        WHERE k.contype = 'f' AND k.conrelid <> k.confrelid
+          AND k.conrelid IN (SELECT t.relid FROM simtrail.captured_tables AS t)
+          AND k.confrelid IN (SELECT t.relid FROM simtrail.captured_tables AS t)
+    ), walk (relid, depth) AS (
+        SELECT t.relid, 0 FROM simtrail.captured_tables AS t
+        UNION ALL
+        SELECT e.child, w.depth + 1 FROM walk AS w JOIN edges AS e ON e.parent = w.relid
+        WHERE w.depth < 20
+    )
+    SELECT t.table_name, pg_catalog.max(w.depth)::integer
+    FROM walk AS w JOIN simtrail.captured_tables AS t ON t.relid = w.relid
+    GROUP BY t.table_name
+$$;
+
+-- Work out a rewind: what each touched row must become, what it is now, and
+-- what to do about it. Fills pg_temp.simtrail_net and returns the resolved
+-- target. Raises, changing nothing, on a cross-tenant move or (unless forced)
+-- drift.
+CREATE OR REPLACE FUNCTION simtrail.rewind_plan(p_tenant text, p_target text, p_force boolean)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_resolved jsonb;
+    v_missing text;
+    r record;
+    v_lookup jsonb;
+    v_pk_match text;
+    v_problem text;
+    v_count bigint;
+BEGIN
+    v_resolved := simtrail.resolve_target(p_tenant, p_target);
+
+    SELECT c.table_name INTO v_missing
+    FROM pg_temp.simtrail_undo AS u JOIN simtrail.changes AS c ON c.id = u.id
+    WHERE c.table_name NOT IN (SELECT t.table_name FROM simtrail.captured_tables AS t) LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'the changes to undo include % , which is no longer captured; enable it again first',
+            v_missing USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    -- Each change, seen from this tenant, as one or two per-key events: the
+    -- row before (NULL: absent from the tenant) and after. A key change is
+    -- the old key leaving and the new key arriving.
+    CREATE TEMP TABLE IF NOT EXISTS simtrail_events (
+        id bigint, table_name text, key jsonb, before_img jsonb, after_img jsonb
+    ) ON COMMIT DROP;
+    TRUNCATE pg_temp.simtrail_events;
+    INSERT INTO pg_temp.simtrail_events
+    SELECT c.id, c.table_name, e.key, e.before_img, e.after_img
+    FROM pg_temp.simtrail_undo AS u
+    JOIN simtrail.changes AS c ON c.id = u.id
+    JOIN simtrail.captured_tables AS t ON t.table_name = c.table_name
+    CROSS JOIN LATERAL (SELECT simtrail.image_key(c.old_data, t.pk_columns) AS old_key,
+                               simtrail.image_key(c.new_data, t.pk_columns) AS new_key) AS k
+    CROSS JOIN LATERAL (
+        SELECT k.old_key,
+               CASE WHEN c.moved IS DISTINCT FROM 'in' THEN c.old_data END,
+               CASE WHEN k.new_key = k.old_key AND c.moved IS DISTINCT FROM 'out' THEN c.new_data END
+        WHERE k.old_key IS NOT NULL
+        UNION ALL
+        SELECT k.new_key, NULL::jsonb,
+               CASE WHEN c.moved IS DISTINCT FROM 'out' THEN c.new_data END
+        WHERE k.new_key IS NOT NULL AND k.new_key IS DISTINCT FROM k.old_key
+    ) AS e (key, before_img, after_img);
+
+    -- Per row: the target is the state before its first undone change; the
+    -- last logged state is the one after its last.
+    DROP TABLE IF EXISTS pg_temp.simtrail_net;
+    CREATE TEMP TABLE simtrail_net ON COMMIT DROP AS
+    SELECT f.table_name, f.key, f.before_img AS target_img, l.after_img AS last_img,
+           NULL::jsonb AS live_img, NULL::text AS live_tenant, NULL::text AS action,
+           false AS drift
+    FROM (SELECT DISTINCT ON (ev.table_name, ev.key) ev.table_name, ev.key, ev.before_img
+          FROM pg_temp.simtrail_events AS ev ORDER BY ev.table_name, ev.key, ev.id) AS f
+    JOIN (SELECT DISTINCT ON (ev.table_name, ev.key) ev.table_name, ev.key, ev.after_img
+          FROM pg_temp.simtrail_events AS ev ORDER BY ev.table_name, ev.key, ev.id DESC) AS l
+      USING (table_name, key);
+    CREATE INDEX ON pg_temp.simtrail_net (table_name, key);
+    ANALYZE pg_temp.simtrail_net;
+
+    -- Lock and read the live rows, with the tenant each belongs to now.
+    FOR r IN
+        SELECT t.relid, t.table_name, t.pk_columns, t.tenant_path
+        FROM simtrail.captured_tables AS t
+        WHERE t.table_name IN (SELECT DISTINCT n.table_name FROM pg_temp.simtrail_net AS n)
+        ORDER BY t.table_name
+    LOOP
+        v_lookup := simtrail.render_tenant_lookup(r.tenant_path, 'r');
+        SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = k.%I', c, c), ' AND ')
+          INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS c;
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.count(*) FROM (SELECT 1 FROM pg_temp.simtrail_net AS n'
+            ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.key) AS k'
+            ' JOIN %1$s AS r ON %2$s WHERE n.table_name = %3$L FOR UPDATE OF r) AS locked',
+            r.relid::regclass, v_pk_match, r.table_name);
+        EXECUTE pg_catalog.format(
+            'UPDATE pg_temp.simtrail_net AS n SET live_img = s.img, live_tenant = s.tenant'
+            ' FROM (SELECT n2.key, pg_catalog.to_jsonb(r) AS img, %4$s AS tenant'
+            '       FROM pg_temp.simtrail_net AS n2'
+            '       CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n2.key) AS k'
+            '       JOIN %1$s AS r ON %2$s%5$s WHERE n2.table_name = %3$L) AS s'
+            ' WHERE n.table_name = %3$L AND n.key = s.key',
+            r.relid::regclass, v_pk_match, r.table_name, v_lookup ->> 'tenant',
+            v_lookup ->> 'joins');
+        -- Images pass through the table's own types before comparing, so a
+        -- timestamptz logged in another time zone still compares equal.
+        EXECUTE pg_catalog.format(
+            'UPDATE pg_temp.simtrail_net AS n SET'
+            ' target_img = CASE WHEN n.target_img IS NOT NULL THEN'
+            '   (SELECT pg_catalog.jsonb_object_agg(e.key, e.value) FROM pg_catalog.jsonb_each('
+            '      pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img))) AS e'
+            '    WHERE n.target_img ? e.key) END,'
+            ' last_img = CASE WHEN n.last_img IS NOT NULL THEN'
+            '   (SELECT pg_catalog.jsonb_object_agg(e.key, e.value) FROM pg_catalog.jsonb_each('
+            '      pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, n.last_img))) AS e'
+            '    WHERE n.last_img ? e.key) END'
+            ' WHERE n.table_name = %2$L',
+            r.relid::regclass, r.table_name);
+    END LOOP;
+
+    UPDATE pg_temp.simtrail_net AS n SET
+        action = CASE
+            WHEN n.target_img IS NOT NULL AND n.live_img IS NULL THEN 'restore'
+            WHEN n.target_img IS NOT NULL AND n.live_tenant IS NOT NULL
+                 AND n.live_tenant <> p_tenant THEN 'conflict'
+            WHEN n.target_img IS NOT NULL
+                 AND simtrail.image_agrees(n.target_img, n.live_img) THEN 'keep'
+            WHEN n.target_img IS NOT NULL THEN 'revert'
+            WHEN n.live_img IS NOT NULL AND n.live_tenant = p_tenant THEN 'delete'
+            ELSE 'keep' END,
+        -- The live row must be what the log last said it was; otherwise
+        -- someone wrote with the capture triggers off.
+        drift = CASE
+            WHEN n.last_img IS NOT NULL THEN
+                n.live_img IS NULL OR n.live_tenant IS DISTINCT FROM p_tenant
+                OR NOT simtrail.image_agrees(n.last_img, n.live_img)
+            ELSE n.live_img IS NOT NULL AND n.live_tenant = p_tenant END;
+
+    SELECT pg_catalog.count(*),
+           pg_catalog.string_agg(pg_catalog.format('%s %s (now in tenant %s)', n.table_name, n.key,
+                                                   n.live_tenant), '; ')
+      INTO v_count, v_problem
+    FROM (SELECT * FROM pg_temp.simtrail_net AS n0 WHERE n0.action = 'conflict'
+          ORDER BY n0.table_name, n0.key::text LIMIT 5) AS n;
+    IF v_count > 0 THEN
+        SELECT pg_catalog.count(*) INTO v_count FROM pg_temp.simtrail_net AS n WHERE n.action = 'conflict';
+        RAISE EXCEPTION 'refused: % row(s) left tenant % for another tenant and still live there, so restoring them would change that tenant: %',
+            v_count, p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    IF NOT p_force THEN
+        SELECT pg_catalog.string_agg(pg_catalog.format('%s %s', n.table_name, n.key), '; ')
+          INTO v_problem
+        FROM (SELECT * FROM pg_temp.simtrail_net AS n0 WHERE n0.drift
+              ORDER BY n0.table_name, n0.key::text LIMIT 5) AS n;
+        IF v_problem IS NOT NULL THEN
+            SELECT pg_catalog.count(*) INTO v_count FROM pg_temp.simtrail_net AS n WHERE n.drift;
+            RAISE EXCEPTION 'refused: % row(s) differ from their last logged image (written with capture off?): %; rewind with force to overwrite them',
+                v_count, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+    END IF;
+    RETURN v_resolved;
+END
+$$;
+
+-- Apply the plan in pg_temp.simtrail_net, set-based, one statement per table
+-- and action. Returns the mode used.
+CREATE OR REPLACE FUNCTION simtrail.rewind_apply(p_tenant text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_mode text := 'replica';
+    r record;
+    c record;
+    v_pk_match text;
+    v_columns text[];
+    v_list text;
+    v_values text;
+    v_bad bigint;
+BEGIN
+    -- Replica mode keeps the application's own triggers (updated_at
+    -- stampers, tenant fillers, identifier guards) and FK actions from
+    -- altering restored rows; our capture triggers are ENABLE ALWAYS and
+    -- still log every change. Foreign keys are checked below instead.
+    BEGIN
+        PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        v_mode := 'origin';
+    END;
+
+    FOR r IN
+        SELECT t.relid, t.table_name, t.pk_columns, coalesce(d.depth, 0) AS depth
+        FROM simtrail.captured_tables AS t
+        LEFT JOIN simtrail.fk_depths() AS d ON d.table_name = t.table_name
+        WHERE t.table_name IN (SELECT n.table_name FROM pg_temp.simtrail_net AS n
+                               WHERE n.action IN ('delete', 'revert', 'restore'))
+        ORDER BY 4 DESC, 2
+    LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = k.%I', x, x), ' AND ')
+          INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS x;
+        EXECUTE pg_catalog.format(
+            'DELETE FROM %1$s AS r USING (SELECT (pg_catalog.jsonb_populate_record(NULL::%1$s, n.key)).*'
+            ' FROM pg_temp.simtrail_net AS n WHERE n.table_name = %2$L AND n.action = ''delete'') AS k'
+            ' WHERE %3$s', r.relid::regclass, r.table_name, v_pk_match);
+    END LOOP;
+
+    FOR r IN
+        SELECT t.relid, t.table_name, t.pk_columns, coalesce(d.depth, 0) AS depth
+        FROM simtrail.captured_tables AS t
+        LEFT JOIN simtrail.fk_depths() AS d ON d.table_name = t.table_name
+        WHERE t.table_name IN (SELECT n.table_name FROM pg_temp.simtrail_net AS n
+                               WHERE n.action IN ('revert', 'restore'))
+        ORDER BY 4, 2
+    LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = k.%I', x, x), ' AND ')
+          INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS x;
+        -- Images taken before a column was added lack it: group rows by the
+        -- columns their images hold, so a restored row takes the column's
+        -- default and a reverted one keeps its live value.
+        FOR c IN
+            SELECT g.action, g.keys FROM (
+                SELECT n.action,
+                       (SELECT pg_catalog.array_agg(e ORDER BY e)
+                        FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) AS keys
+                FROM pg_temp.simtrail_net AS n
+                WHERE n.table_name = r.table_name AND n.action IN ('revert', 'restore')) AS g
+            GROUP BY g.action, g.keys
+            ORDER BY g.action DESC
+        LOOP
+            SELECT pg_catalog.array_agg(w ORDER BY o) INTO v_columns
+            FROM pg_catalog.unnest(simtrail.writable_columns(r.relid, c.action = 'revert'))
+                 WITH ORDINALITY AS u(w, o)
+            WHERE w = ANY (c.keys);
+            IF v_columns IS NULL THEN
+                CONTINUE;
+            END IF;
+            SELECT pg_catalog.string_agg(pg_catalog.format('%I', w), ', '),
+                   pg_catalog.string_agg(pg_catalog.format('k.%I', w), ', ')
+              INTO v_list, v_values FROM pg_catalog.unnest(v_columns) AS w;
+            IF c.action = 'revert' THEN
+                EXECUTE pg_catalog.format(
+                    'UPDATE %1$s AS r SET (%4$s) = ROW(%5$s)'
+                    ' FROM (SELECT (pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img)).*'
+                    '       FROM pg_temp.simtrail_net AS n WHERE n.table_name = %2$L'
+                    '         AND n.action = ''revert'' AND (SELECT pg_catalog.array_agg(e ORDER BY e)'
+                    '             FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) = %6$L) AS k'
+                    ' WHERE %3$s',
+                    r.relid::regclass, r.table_name, v_pk_match, v_list, v_values, c.keys);
+            ELSE
+                EXECUTE pg_catalog.format(
+                    'INSERT INTO %1$s AS r (%3$s) OVERRIDING SYSTEM VALUE SELECT %4$s'
+                    ' FROM (SELECT (pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img)).*'
+                    '       FROM pg_temp.simtrail_net AS n WHERE n.table_name = %2$L'
+                    '         AND n.action = ''restore'' AND (SELECT pg_catalog.array_agg(e ORDER BY e)'
+                    '             FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) = %5$L) AS k',
+                    r.relid::regclass, r.table_name, v_list, v_values, c.keys);
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    IF v_mode = 'replica' THEN
+        PERFORM pg_catalog.set_config('session_replication_role', 'origin', true);
+        PERFORM simtrail.rewind_check_foreign_keys();
+    END IF;
+    RETURN v_mode;
+END
+$$;
+
+-- Replica mode skipped foreign-key checks; make them for what the rewind
+-- touched. Rows it wrote must find their parents, and no row anywhere
+-- (untracked tables included) may point at a row it removed.
+CREATE OR REPLACE FUNCTION simtrail.rewind_check_foreign_keys()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    k record;
+    v_join text;
+    v_parent_match text;
+    v_not_null text;
+    v_child_pk text;
+    v_bad bigint;
+BEGIN
+    FOR k IN
+        SELECT con.conname, con.conrelid::regclass AS child, con.confrelid::regclass AS parent,
+               tc.table_name AS child_name, tc.pk_columns AS child_pk, tp.table_name AS parent_name,
+               ARRAY(SELECT a.attname::text
+                     FROM pg_catalog.unnest(con.conkey) WITH ORDINALITY AS x(n, o)
+                     JOIN pg_catalog.pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = x.n
+                     ORDER BY x.o) AS child_cols,
+               ARRAY(SELECT a.attname::text
+                     FROM pg_catalog.unnest(con.confkey) WITH ORDINALITY AS x(n, o)
+                     JOIN pg_catalog.pg_attribute AS a ON a.attrelid = con.confrelid AND a.attnum = x.n
+                     ORDER BY x.o) AS parent_cols
+        FROM pg_catalog.pg_constraint AS con
+        LEFT JOIN simtrail.captured_tables AS tc ON tc.relid = con.conrelid
+        LEFT JOIN simtrail.captured_tables AS tp ON tp.relid = con.confrelid
+        WHERE con.contype = 'f'
+          AND (tc.table_name IN (SELECT n.table_name FROM pg_temp.simtrail_net AS n
+                                 WHERE n.action IN ('revert', 'restore'))
+               OR tp.table_name IN (SELECT n.table_name FROM pg_temp.simtrail_net AS n
+                                    WHERE n.action IN ('revert', 'delete')))
+    LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.format('p.%I = c.%I', pc, cc), ' AND '),
+               pg_catalog.string_agg(pg_catalog.format('c.%I IS NOT NULL', cc), ' AND '),
+               pg_catalog.string_agg(pg_catalog.format('c.%I = k.%I', cc, pc), ' AND ')
+          INTO v_parent_match, v_not_null, v_join
+          FROM ROWS FROM (pg_catalog.unnest(k.parent_cols), pg_catalog.unnest(k.child_cols)) AS z(pc, cc);
+
+        IF k.child_name IS NOT NULL THEN
+            SELECT pg_catalog.string_agg(pg_catalog.format('c.%I = w.%I', x, x), ' AND ')
+              INTO v_child_pk FROM pg_catalog.unnest(k.child_pk) AS x;
+            EXECUTE pg_catalog.format(
+                'SELECT pg_catalog.count(*) FROM pg_temp.simtrail_net AS n'
+                ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.key) AS w'
+                ' JOIN %1$s AS c ON %3$s'
+                ' WHERE n.table_name = %2$L AND n.action IN (''revert'', ''restore'') AND %4$s'
+                ' AND NOT EXISTS (SELECT 1 FROM %5$s AS p WHERE %6$s)',
+                k.child, k.child_name, v_child_pk, v_not_null, k.parent, v_parent_match)
+            INTO v_bad;
+            IF v_bad > 0 THEN
+                RAISE EXCEPTION 'refused: % restored row(s) of % would point at % rows that no longer exist (foreign key %)',
+                    v_bad, k.child, k.parent, k.conname USING ERRCODE = 'foreign_key_violation';
+            END IF;
+        END IF;
+
+        IF k.parent_name IS NOT NULL THEN
+            EXECUTE pg_catalog.format(
+                'SELECT pg_catalog.count(*) FROM %1$s AS c'
+                ' JOIN (SELECT DISTINCT (pg_catalog.jsonb_populate_record(NULL::%2$s, n.live_img)).*'
+                '       FROM pg_temp.simtrail_net AS n'
+                '       WHERE n.table_name = %3$L AND n.action IN (''revert'', ''delete'')) AS k ON %4$s'
+                ' WHERE NOT EXISTS (SELECT 1 FROM %2$s AS p WHERE %5$s)',
+                k.child, k.parent, k.parent_name, v_join, v_parent_match)
+            INTO v_bad;
+            IF v_bad > 0 THEN
+                RAISE EXCEPTION 'refused: % row(s) of % would point at % rows this rewind removes (foreign key %)',
+                    v_bad, k.child, k.parent, k.conname USING ERRCODE = 'foreign_key_violation';
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Put a tenant back to TARGET (mark:NAME, change:ID, or an ISO-8601 time),
+-- in this transaction. With p_dry_run it only reports the plan. Callable
+-- over RPC by privileged roles; retries when the tenant's writers hold locks.
+CREATE OR REPLACE FUNCTION simtrail.rewind(
+    p_tenant text, p_target text, p_dry_run boolean DEFAULT true, p_force boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_started timestamptz := pg_catalog.clock_timestamp();
+    v_tenant text := simtrail.known_tenant(p_tenant);
+    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_attempt integer := 0;
+    v_resolved jsonb;
+    v_mode text;
+    v_rewind_id bigint;
+    v_tables jsonb;
+    v_undone bigint;
+    v_report jsonb;
+BEGIN
+    LOOP
+        v_attempt := v_attempt + 1;
+        BEGIN
+            -- Short lock waits: a writer of this tenant that already holds a
+            -- row we need waits on our tenant lock, so waiting longer would
+            -- only deadlock. Give way, then try again.
+            PERFORM pg_catalog.set_config('lock_timeout', '500ms', true);
+            PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.tenant_lock_key(v_tenant));
+            v_resolved := simtrail.rewind_plan(v_tenant, p_target, p_force);
+            IF NOT p_dry_run THEN
+                INSERT INTO simtrail.rewinds (tenant_id, target) VALUES (v_tenant, p_target)
+                RETURNING id INTO v_rewind_id;
+                v_mode := simtrail.rewind_apply(v_tenant);
+            END IF;
+            PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
+            EXIT;
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
+            IF v_attempt >= 10 THEN
+                RAISE EXCEPTION 'tenant % stayed busy through % attempts; try again', v_tenant, v_attempt
+                    USING ERRCODE = 'lock_not_available';
+            END IF;
+            PERFORM pg_catalog.pg_sleep(LEAST(0.05 * 2 ^ v_attempt, 2.0)
+                                        * (0.5 + pg_catalog.random()));
+        END;
+    END LOOP;
+
+    SELECT pg_catalog.count(*) INTO v_undone FROM pg_temp.simtrail_undo;
+    SELECT coalesce(pg_catalog.jsonb_object_agg(x.table_name, pg_catalog.jsonb_build_object(
+               'deleted', x.deleted, 'restored', x.restored, 'reverted', x.reverted)), '{}')
+      INTO v_tables
+    FROM (SELECT n.table_name,
+                 pg_catalog.count(*) FILTER (WHERE n.action = 'delete') AS deleted,
+                 pg_catalog.count(*) FILTER (WHERE n.action = 'restore') AS restored,
+                 pg_catalog.count(*) FILTER (WHERE n.action = 'revert') AS reverted
+          FROM pg_temp.simtrail_net AS n GROUP BY 1 ORDER BY 1) AS x
+    WHERE x.deleted + x.restored + x.reverted > 0;
+
+    v_report := pg_catalog.jsonb_build_object(
+        'tenant', v_tenant,
+        'target', p_target,
+        'resolved', v_resolved,
+        'dry_run', p_dry_run,
+        'forced', p_force,
+        'changes_undone', v_undone,
+        'rows_drifted', (SELECT pg_catalog.count(*) FROM pg_temp.simtrail_net AS n WHERE n.drift),
+        'tables', v_tables,
+        'totals', (SELECT pg_catalog.jsonb_build_object(
+                       'deleted', pg_catalog.count(*) FILTER (WHERE n.action = 'delete'),
+                       'restored', pg_catalog.count(*) FILTER (WHERE n.action = 'restore'),
+                       'reverted', pg_catalog.count(*) FILTER (WHERE n.action = 'revert'))
+                   FROM pg_temp.simtrail_net AS n),
+        'mode', v_mode,
+        'rewind_id', v_rewind_id,
+        'attempts', v_attempt,
+        'duration_ms', pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - v_started)
+                                        * 1000, 1));
+    IF v_rewind_id IS NOT NULL THEN
+        UPDATE simtrail.rewinds SET report = v_report WHERE id = v_rewind_id;
+        -- Tag the rewind's own changes (I6).
+        UPDATE simtrail.transactions SET rewind_id = v_rewind_id
+        WHERE xact_id = pg_catalog.pg_current_xact_id();
+    END IF;
+    RETURN v_report;
+END
+$$;
+
+-- Row count and checksum per captured table of one tenant's live rows: what
+-- the demo and the tests compare before a session, after it and after a
+-- rewind. Reads every captured table; meant for checks, not hot paths.
+CREATE OR REPLACE FUNCTION simtrail.tenant_state(p_tenant text)
+RETURNS TABLE (table_name text, row_count bigint, checksum text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_tenant text := simtrail.normalize_tenant(p_tenant);
+    r record;
+    v_lookup jsonb;
+BEGIN
+    FOR r IN SELECT t.relid, t.table_name, t.tenant_path FROM simtrail.captured_tables AS t
+             ORDER BY t.table_name LOOP
+        v_lookup := simtrail.render_tenant_lookup(r.tenant_path, 'r');
+        table_name := r.table_name;
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.count(*), pg_catalog.md5(coalesce(pg_catalog.string_agg('
+            'pg_catalog.to_jsonb(r)::text, E''\n'' ORDER BY pg_catalog.to_jsonb(r)::text), ''''))'
+            ' FROM %s AS r%s WHERE %s = $1',
+            r.relid::regclass, v_lookup ->> 'joins', v_lookup ->> 'tenant')
+        INTO row_count, checksum USING v_tenant;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
