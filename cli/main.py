@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import click
 import psycopg
@@ -13,14 +13,13 @@ import psycopg
 from simtrail import __version__, logs
 from simtrail.clinic import demo as clinic_demo
 from simtrail.cli.app import App
+from simtrail.cli.options import dry_run_option, json_option, pass_app
+from simtrail.cli import rewind_commands
 from simtrail.cli.output import emit_json, table
 from simtrail.errors import ConfigError, SimtrailError
 from simtrail.settings import first_line
 from simtrail.triggers import config as config_rows
 from simtrail.triggers import inspect, installer
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 class Group(click.Group):
     """Every failure leaves through here: one line on stderr, a non-zero exit."""
@@ -37,19 +36,6 @@ class Group(click.Group):
 def fail(ctx: click.Context, message: str, exit_code: int) -> NoReturn:
     click.echo(f"simtrail: error: {message}", err=True)
     ctx.exit(exit_code)
-
-
-def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
-
-
-def dry_run_option(f: F) -> F:
-    return click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")(
-        f
-    )
-
-
-pass_app = click.make_pass_decorator(App)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -302,6 +288,9 @@ def demo(app: App, data_dir: Path, as_json: bool) -> None:
         f"\nLog: {status['total_changes']} changes over {len(status['tables'])} tables, "
         f"{status['changes_without_tenant']} without a tenant."
     )
+
+
+rewind_commands.register(cli)
 
 
 def main() -> None:

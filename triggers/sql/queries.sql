@@ -89,3 +89,31 @@ UPDATE public.simulation_table_config SET enabled = %(enabled)s WHERE id = %(id)
 
 -- name: problems_for
 SELECT p.problem FROM simtrail.config_problems() AS p WHERE p.table_name = %(table_name)s
+
+-- name: mark_create
+SELECT simtrail.mark(%(tenant)s, %(name)s) AS mark
+
+-- name: mark_list
+SELECT id, name, created_at, created_by FROM simtrail.list_marks(%(tenant)s)
+
+-- name: mark_delete
+SELECT simtrail.delete_mark(%(tenant)s, %(name)s) AS deleted
+
+-- name: rewind
+SELECT simtrail.rewind(%(tenant)s, %(target)s, %(dry_run)s, %(force)s) AS report
+
+-- name: known_tenant
+SELECT simtrail.known_tenant(%(tenant)s) AS tenant
+
+-- name: tenant_state
+SELECT table_name, row_count, checksum FROM simtrail.tenant_state(%(tenant)s)
+
+-- name: history
+SELECT c.id, c.changed_at, c.table_name, c.operation, c.row_pk, c.old_data, c.new_data,
+       c.moved, c.actor, c.rewind_id, c.xact_id::text AS xact_id
+FROM simtrail.simulation_tenant_changes AS c
+WHERE c.tenant_id = %(tenant)s
+  AND (%(table)s::text IS NULL OR c.table_name = %(table)s)
+  AND (%(since)s::timestamptz IS NULL OR c.changed_at >= %(since)s)
+ORDER BY c.id DESC
+LIMIT %(limit)s

@@ -1,0 +1,28 @@
+"""Options and decorators shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from simtrail.cli.app import App
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+pass_app = click.make_pass_decorator(App)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def dry_run_option(f: F) -> F:
+    return click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")(
+        f
+    )
+
+
+def tenant_option(f: F) -> F:
+    return click.option("--tenant", "-t", required=True, help="The tenant (class) key.")(f)
