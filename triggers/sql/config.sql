@@ -139,9 +139,16 @@ BEGIN
                 v_rel USING ERRCODE = 'invalid_parameter_value';
         END IF;
 
-        v_parent := pg_catalog.to_regclass(
-            CASE WHEN pg_catalog.strpos(v_parent_name, '.') > 0 THEN v_parent_name
-                 ELSE 'public.' || pg_catalog.quote_ident(v_parent_name) END);
+        -- to_regclass returns NULL for a missing table but raises on a malformed
+        -- name ('a..b', 'db.schema.table'); either way it is this row to fix.
+        BEGIN
+            v_parent := pg_catalog.to_regclass(
+                CASE WHEN pg_catalog.strpos(v_parent_name, '.') > 0 THEN v_parent_name
+                     ELSE 'public.' || pg_catalog.quote_ident(v_parent_name) END);
+        EXCEPTION WHEN syntax_error OR invalid_name OR feature_not_supported THEN
+            RAISE EXCEPTION 'parent table % of % is not a valid table name', v_parent_name, v_rel
+                USING ERRCODE = 'invalid_parameter_value';
+        END;
         IF v_parent IS NULL THEN
             RAISE EXCEPTION 'parent table % of % does not exist', v_parent_name, v_rel
                 USING ERRCODE = 'invalid_parameter_value';
