@@ -309,6 +309,17 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
                OR a.attname = ANY (coalesce(simtrail.pk_columns(p_relid), ARRAY[]::text[]))))
 $$;
 
+-- Columns of the table's unique indexes other than its primary key.
+CREATE OR REPLACE FUNCTION simtrail.unique_columns(p_relid regclass)
+RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT coalesce(pg_catalog.array_agg(DISTINCT a.attname::text), ARRAY[]::text[])
+    FROM pg_catalog.pg_index AS i
+    CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::smallint[]) AS k(attnum)
+    JOIN pg_catalog.pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    WHERE i.indrelid = p_relid AND i.indisunique AND NOT i.indisprimary
+$$;
+
 -- How far down the foreign-key graph a table sits among the captured tables
 -- (0: references none of them). Parents are restored before their children
 -- and children deleted before their parents.
@@ -385,20 +396,25 @@ BEGIN
 
     -- Per row: the target is the state before its first undone change; the
     -- last logged state is the one after its last.
-    DROP TABLE IF EXISTS pg_temp.simtrail_net;
-    CREATE TEMP TABLE simtrail_net ON COMMIT DROP AS
-    SELECT f.table_name, f.key, f.before_img AS target_img, l.after_img AS last_img,
-           NULL::jsonb AS live_img, NULL::text AS live_tenant, NULL::text AS action,
-           false AS drift
+    CREATE TEMP TABLE IF NOT EXISTS simtrail_net (
+        table_name text, key jsonb, target_img jsonb, last_img jsonb, live_img jsonb,
+        live_tenant text, action text, drift boolean NOT NULL DEFAULT false
+    ) ON COMMIT DROP;
+    TRUNCATE pg_temp.simtrail_net;
+    INSERT INTO pg_temp.simtrail_net (table_name, key, target_img, last_img)
+    SELECT f.table_name, f.key, f.before_img, l.after_img
     FROM (SELECT DISTINCT ON (ev.table_name, ev.key) ev.table_name, ev.key, ev.before_img
           FROM pg_temp.simtrail_events AS ev ORDER BY ev.table_name, ev.key, ev.id) AS f
     JOIN (SELECT DISTINCT ON (ev.table_name, ev.key) ev.table_name, ev.key, ev.after_img
           FROM pg_temp.simtrail_events AS ev ORDER BY ev.table_name, ev.key, ev.id DESC) AS l
       USING (table_name, key);
-    CREATE INDEX ON pg_temp.simtrail_net (table_name, key);
+    CREATE INDEX IF NOT EXISTS simtrail_net_key ON pg_temp.simtrail_net (table_name, key);
     ANALYZE pg_temp.simtrail_net;
 
-    -- Lock and read the live rows, with the tenant each belongs to now.
+    -- Lock and read the live rows, with the tenant each belongs to now. NO KEY
+    -- UPDATE, not UPDATE: a writer of this tenant waiting on our tenant lock
+    -- may hold KEY SHARE on a parent row it inserted a child for, and that
+    -- must not deadlock us.
     FOR r IN
         SELECT t.relid, t.table_name, t.pk_columns, t.tenant_path
         FROM simtrail.captured_tables AS t
@@ -411,7 +427,7 @@ BEGIN
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.count(*) FROM (SELECT 1 FROM pg_temp.simtrail_net AS n'
             ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.key) AS k'
-            ' JOIN %1$s AS r ON %2$s WHERE n.table_name = %3$L FOR UPDATE OF r) AS locked',
+            ' JOIN %1$s AS r ON %2$s WHERE n.table_name = %3$L FOR NO KEY UPDATE OF r) AS locked',
             r.relid::regclass, v_pk_match, r.table_name);
         EXECUTE pg_catalog.format(
             'UPDATE pg_temp.simtrail_net AS n SET live_img = s.img, live_tenant = s.tenant'
@@ -537,20 +553,29 @@ BEGIN
         -- Images taken before a column was added lack it: group rows by the
         -- columns their images hold, so a restored row takes the column's
         -- default and a reverted one keeps its live value.
+        -- Setting a column of a unique key makes UPDATE lock the row
+        -- exclusively even when the value stays the same, which would collide
+        -- with a waiting writer's KEY SHARE lock: such columns are only set on
+        -- rows where they really change.
         FOR c IN
-            SELECT g.action, g.keys FROM (
+            SELECT g.action, g.keys, g.key_changed FROM (
                 SELECT n.action,
                        (SELECT pg_catalog.array_agg(e ORDER BY e)
-                        FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) AS keys
+                        FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) AS keys,
+                       n.action = 'revert' AND EXISTS (
+                           SELECT 1 FROM pg_catalog.unnest(simtrail.unique_columns(r.relid)) AS u
+                           WHERE n.target_img -> u IS DISTINCT FROM n.live_img -> u) AS key_changed
                 FROM pg_temp.simtrail_net AS n
                 WHERE n.table_name = r.table_name AND n.action IN ('revert', 'restore')) AS g
-            GROUP BY g.action, g.keys
+            GROUP BY g.action, g.keys, g.key_changed
             ORDER BY g.action DESC
         LOOP
             SELECT pg_catalog.array_agg(w ORDER BY o) INTO v_columns
             FROM pg_catalog.unnest(simtrail.writable_columns(r.relid, c.action = 'revert'))
                  WITH ORDINALITY AS u(w, o)
-            WHERE w = ANY (c.keys);
+            WHERE w = ANY (c.keys)
+              AND (c.action = 'restore' OR c.key_changed
+                   OR w <> ALL (simtrail.unique_columns(r.relid)));
             IF v_columns IS NULL THEN
                 CONTINUE;
             END IF;
@@ -563,9 +588,12 @@ BEGIN
                     ' FROM (SELECT (pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img)).*'
                     '       FROM pg_temp.simtrail_net AS n WHERE n.table_name = %2$L'
                     '         AND n.action = ''revert'' AND (SELECT pg_catalog.array_agg(e ORDER BY e)'
-                    '             FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) = %6$L) AS k'
+                    '             FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) = %6$L'
+                    '         AND EXISTS (SELECT 1 FROM pg_catalog.unnest(%7$L::text[]) AS u'
+                    '             WHERE n.target_img -> u IS DISTINCT FROM n.live_img -> u) = %8$L) AS k'
                     ' WHERE %3$s',
-                    r.relid::regclass, r.table_name, v_pk_match, v_list, v_values, c.keys);
+                    r.relid::regclass, r.table_name, v_pk_match, v_list, v_values, c.keys,
+                    simtrail.unique_columns(r.relid), c.key_changed);
             ELSE
                 EXECUTE pg_catalog.format(
                     'INSERT INTO %1$s AS r (%3$s) OVERRIDING SYSTEM VALUE SELECT %4$s'
@@ -661,6 +689,19 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION simtrail.restore_lock_settings(p_lock text, p_deadlock text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('lock_timeout', p_lock, true);
+    BEGIN
+        PERFORM pg_catalog.set_config('deadlock_timeout', p_deadlock, true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        NULL;
+    END;
+END
+$$;
+
 -- Put a tenant back to TARGET (mark:NAME, change:ID, or an ISO-8601 time),
 -- in this transaction. With p_dry_run it only reports the plan. Callable
 -- over RPC by privileged roles; retries when the tenant's writers hold locks.
@@ -672,6 +713,7 @@ DECLARE
     v_started timestamptz := pg_catalog.clock_timestamp();
     v_tenant text := simtrail.known_tenant(p_tenant);
     v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_deadlock_timeout text := pg_catalog.current_setting('deadlock_timeout');
     v_attempt integer := 0;
     v_resolved jsonb;
     v_mode text;
@@ -683,10 +725,17 @@ BEGIN
     LOOP
         v_attempt := v_attempt + 1;
         BEGIN
-            -- Short lock waits: a writer of this tenant that already holds a
-            -- row we need waits on our tenant lock, so waiting longer would
-            -- only deadlock. Give way, then try again.
-            PERFORM pg_catalog.set_config('lock_timeout', '500ms', true);
+            -- A writer of this tenant that already holds a row we need waits
+            -- on our tenant lock, so waiting for that row only deadlocks.
+            -- Give way quickly, then try again: a short lock_timeout, and
+            -- (where allowed) a short deadlock_timeout so that this session,
+            -- not the application's, is the one that notices and backs off.
+            PERFORM pg_catalog.set_config('lock_timeout', '200ms', true);
+            BEGIN
+                PERFORM pg_catalog.set_config('deadlock_timeout', '10ms', true);
+            EXCEPTION WHEN insufficient_privilege THEN
+                NULL;
+            END;
             PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.tenant_lock_key(v_tenant));
             v_resolved := simtrail.rewind_plan(v_tenant, p_target, p_force);
             IF NOT p_dry_run THEN
@@ -694,10 +743,10 @@ BEGIN
                 RETURNING id INTO v_rewind_id;
                 v_mode := simtrail.rewind_apply(v_tenant);
             END IF;
-            PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
+            PERFORM simtrail.restore_lock_settings(v_lock_timeout, v_deadlock_timeout);
             EXIT;
         EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
-            PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
+            PERFORM simtrail.restore_lock_settings(v_lock_timeout, v_deadlock_timeout);
             IF v_attempt >= 10 THEN
                 RAISE EXCEPTION 'tenant % stayed busy through % attempts; try again', v_tenant, v_attempt
                     USING ERRCODE = 'lock_not_available';
