@@ -283,11 +283,38 @@ def demo(app: App, data_dir: Path, as_json: bool) -> None:
     )
     click.echo("\nCascaded deletes of rows without a tenant_id column, attributed to their class:")
     click.echo(table(result["cascade_example"], ["table_name", "tenant_id", "row_pk"]))
+    click.echo("\nThe class before the session, after it, and after `simtrail reset`:")
+    click.echo(
+        table(
+            [
+                {
+                    "table": p["table_name"],
+                    "launch": _fingerprint(p["launch"]),
+                    "after session": _fingerprint(p["after_session"]),
+                    "after reset": _fingerprint(p["after_reset"]),
+                    "same as launch": p["equal"],
+                }
+                for p in result["proof"]
+            ],
+            ["table", "launch", "after session", "after reset", "same as launch"],
+        )
+    )
     status = result["status"]
     click.echo(
-        f"\nLog: {status['total_changes']} changes over {len(status['tables'])} tables, "
+        f"\nReset exact: {'yes' if result['reset_exact'] else 'NO'}; "
+        f"other classes untouched: {'yes' if result['other_classes_untouched'] else 'NO'}."
+    )
+    click.echo(
+        f"Log: {status['total_changes']} changes over {len(status['tables'])} tables, "
         f"{status['changes_without_tenant']} without a tenant."
     )
+    if not (result["reset_exact"] and result["other_classes_untouched"]):
+        sys.exit(1)
+
+
+def _fingerprint(state: tuple[int, str] | list[Any]) -> str:
+    rows, checksum = state
+    return f"{rows} rows {checksum[:8]}"
 
 
 rewind_commands.register(cli)

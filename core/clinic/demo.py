@@ -24,7 +24,7 @@ from simtrail.clinic import seed
 from simtrail.db import connect
 from simtrail.errors import SimtrailError
 from simtrail.sqlfile import query
-from simtrail.triggers import inspect, installer
+from simtrail.triggers import inspect, installer, rewinding
 
 DEMO_DB = "simtrail_demo"
 DEMO_COMMENT = "simtrail demo database; safe to drop"
@@ -95,24 +95,60 @@ def run(dsn: str | None, datadir: Path, say: Say) -> dict[str, Any]:
             doctor = inspect.doctor(conn)
             say(f"simtrail doctor: {'clean' if doctor['ok'] else doctor['findings']}")
 
+            section = str(tenants[0])
+            others = [str(t) for t in tenants[1:]]
+            conn.execute(q("set_actor"), {"actor": "demo: instructor"})
+            rewinding.create_mark(conn, section, "launch")
+            say(f"Instructor marked {names[tenants[0]]} as launched (mark 'launch')")
+            launched = rewinding.tenant_state(conn, section)
+
             last = conn.execute(q("last_change")).fetchone()
             since = last["id"] if last else 0
-            section = tenants[0]
+            # Another class charts at the same time; the reset must not touch it.
+            with as_student(conn, tenants[1], "m.okafor@students.example.edu"):
+                seed.student_session(conn, tenants[1], rng=rng)
             conn.execute(q("set_actor"), {"actor": "demo: student session"})
-            with as_student(conn, section, "j.rivera@students.example.edu"):
-                counts = seed.student_session(conn, section, rng=rng)
-            say(f"Students charted in {names[section]}: "
+            with as_student(conn, tenants[0], "j.rivera@students.example.edu"):
+                counts = seed.student_session(conn, tenants[0], rng=rng)
+            say(f"Students charted in {names[tenants[0]]}: "
                 + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v))
+            charted = rewinding.tenant_state(conn, section)
+            others_before = {t: rewinding.tenant_state(conn, t) for t in others}
 
-            summary = session_summary(conn, since)
+            conn.execute(q("set_actor"), {"actor": "demo: instructor reset"})
+            rewind_report = rewinding.rewind(conn, section, "mark:launch")
+            say(f"simtrail reset: undid {rewind_report['changes_undone']} changes in "
+                f"{rewind_report['duration_ms']} ms")
+            reset_state = rewinding.tenant_state(conn, section)
+            others_after = {t: rewinding.tenant_state(conn, t) for t in others}
+
+            proof = [
+                {
+                    "table_name": name,
+                    "launch": launched[name],
+                    "after_session": charted[name],
+                    "after_reset": reset_state[name],
+                    "equal": launched[name] == reset_state[name],
+                }
+                for name in sorted(launched)
+            ]
+            summary = session_summary(conn, since, section)
             cascades = cascade_example(conn, since)
             status = inspect.status(conn)
     return {"tenants": [str(t) for t in tenants], "session": summary,
-            "cascade_example": cascades, "status": status}
+            "cascade_example": cascades, "status": status, "rewind": rewind_report,
+            "proof": proof, "reset_exact": all(p["equal"] for p in proof),
+            "other_classes_untouched": others_before == others_after}
 
 
-def session_summary(conn: psycopg.Connection[Any], since: int) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(q("session_summary"), {"since": since})]
+def session_summary(
+    conn: psycopg.Connection[Any], since: int, tenant: str
+) -> list[dict[str, Any]]:
+    """What the students' session changed in one class, per table and operation."""
+    return [
+        dict(r)
+        for r in conn.execute(q("session_summary"), {"since": since, "tenant": tenant})
+    ]
 
 
 def cascade_example(conn: psycopg.Connection[Any], since: int) -> list[dict[str, Any]]:

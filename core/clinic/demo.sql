@@ -21,7 +21,8 @@ SELECT c.table_name, c.operation,
        count(*) FILTER (WHERE c.tenant_id IS NULL) AS without_tenant,
        min(c.actor ->> 'email') AS who
 FROM simtrail.simulation_tenant_changes AS c
-WHERE c.id > %(since)s
+WHERE c.id > %(since)s AND c.rewind_id IS NULL
+  AND c.tenant_id = %(tenant)s
 GROUP BY 1, 2
 ORDER BY 1, 2
 
