@@ -11,15 +11,16 @@ import click
 import psycopg
 
 from simtrail import __version__, logs
-from simtrail.clinic import demo as clinic_demo
+from simtrail.cli import rewind_commands
 from simtrail.cli.app import App
 from simtrail.cli.options import dry_run_option, json_option, pass_app
-from simtrail.cli import rewind_commands
 from simtrail.cli.output import emit_json, table
+from simtrail.clinic import demo as clinic_demo
 from simtrail.errors import ConfigError, SimtrailError
 from simtrail.settings import first_line
 from simtrail.triggers import config as config_rows
 from simtrail.triggers import inspect, installer
+
 
 class Group(click.Group):
     """Every failure leaves through here: one line on stderr, a non-zero exit."""
@@ -68,7 +69,9 @@ def install(app: App, dry_run: bool, as_json: bool) -> None:
     if report.created_config_table:
         click.echo(f"{prefix}create public.simulation_table_config")
     if report.from_version != report.to_version:
-        click.echo(f"{prefix}upgrade schema simtrail: v{report.from_version} → v{report.to_version}")
+        click.echo(
+            f"{prefix}upgrade schema simtrail: v{report.from_version} → v{report.to_version}"
+        )
     for action in report.actions:
         click.echo(f"{prefix}{action['action']} {action['table_name']}: {action['detail']}")
     if not report.actions and report.from_version == report.to_version:

@@ -34,7 +34,9 @@ def mark_create(app: App, tenant: str, name: str, as_json: bool) -> None:
     if as_json:
         emit_json(created)
     else:
-        click.echo(f"marked {created['name']} for tenant {created['tenant']} at {created['created_at']}")
+        click.echo(
+            f"marked {created['name']} for tenant {created['tenant']} at {created['created_at']}"
+        )
 
 
 @mark.command("list")
@@ -81,7 +83,11 @@ def _show_report(report: dict[str, Any], as_json: bool) -> None:
     click.echo(
         f"{verb} undo {report['changes_undone']} changes: delete {totals['deleted']}, "
         f"restore {totals['restored']}, revert {totals['reverted']} rows"
-        + (f" in {report['duration_ms']} ms ({report['mode']} mode)" if not report["dry_run"] else "")
+        + (
+            f" in {report['duration_ms']} ms ({report['mode']} mode)"
+            if not report["dry_run"]
+            else ""
+        )
     )
     if report["rows_drifted"]:
         click.echo(f"overwrote {report['rows_drifted']} drifted row(s) (--force)")
@@ -89,9 +95,7 @@ def _show_report(report: dict[str, Any], as_json: bool) -> None:
         click.echo("dry run: nothing was changed")
 
 
-def _rewind(
-    app: App, tenant: str, target: str, dry_run: bool, force: bool, as_json: bool
-) -> None:
+def _rewind(app: App, tenant: str, target: str, dry_run: bool, force: bool, as_json: bool) -> None:
     with app.connect("rewind") as conn:
         report = rewinding.rewind(conn, tenant, target, dry_run=dry_run, force=force)
     _show_report(report, as_json)
@@ -109,9 +113,7 @@ def _rewind(
 @click.option("--force", is_flag=True, help="Overwrite rows written with capture off (drift).")
 @json_option
 @pass_app
-def rewind(
-    app: App, tenant: str, target: str, dry_run: bool, force: bool, as_json: bool
-) -> None:
+def rewind(app: App, tenant: str, target: str, dry_run: bool, force: bool, as_json: bool) -> None:
     """Put one tenant back to TARGET, keeping every id; other tenants are untouched."""
     _rewind(app, tenant, target, dry_run, force, as_json)
 
@@ -130,9 +132,7 @@ def rewind(
 @click.option("--force", is_flag=True, help="Overwrite rows written with capture off (drift).")
 @json_option
 @pass_app
-def reset(
-    app: App, tenant: str, mark_name: str, dry_run: bool, force: bool, as_json: bool
-) -> None:
+def reset(app: App, tenant: str, mark_name: str, dry_run: bool, force: bool, as_json: bool) -> None:
     """Put a tenant back to its launch state (its latest `launch` mark)."""
     _rewind(app, tenant, f"mark:{mark_name}", dry_run, force, as_json)
 
@@ -164,8 +164,10 @@ def history(
         what = row["operation"] + (f" ({row['moved']})" if row["moved"] else "")
         tag = f" [rewind {row['rewind_id']}]" if row["rewind_id"] else ""
         key = json.dumps(row["row_pk"], ensure_ascii=False)
-        click.echo(f"#{row['id']}  {cell(row['changed_at'])}  {row['who']}  {what} "
-                   f"{row['table_name']} {key}{tag}")
+        click.echo(
+            f"#{row['id']}  {cell(row['changed_at'])}  {row['who']}  {what} "
+            f"{row['table_name']} {key}{tag}"
+        )
         for column, (before, after) in row["diff"].items():
             click.echo(f"      {column}: {_short(before)} → {_short(after)}")
     if not rows:

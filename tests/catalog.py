@@ -20,8 +20,8 @@ import structlog
 from click.testing import CliRunner
 from psycopg import sql
 from psycopg.rows import dict_row
-from simtrail.cli.main import cli
 
+from simtrail.cli.main import cli
 from tests.conftest import CliResult
 
 Rows = list[dict[str, Any]]

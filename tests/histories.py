@@ -41,8 +41,13 @@ def _add_patient(conn: Conn, a: int, b: int) -> None:
         " date_of_birth, allergies, acuity, admission_details)"
         " VALUES (%s, %s, 'Pat', %s, '1950-01-01', %s, 'guarded', %s)"
         " ON CONFLICT (tenant_id, patient_id) DO NOTHING",
-        (tenant(conn, a), f"MRN-H{b % 7}", f"Case{b}", ["latex"] if b % 2 else [],
-         json.dumps({"bed": b})),
+        (
+            tenant(conn, a),
+            f"MRN-H{b % 7}",
+            f"Case{b}",
+            ["latex"] if b % 2 else [],
+            json.dumps({"bed": b}),
+        ),
     )
 
 

@@ -95,10 +95,9 @@ class Replay:
         if op in ("INSERT", "UPDATE") and new is not None and key_new is not None:
             rows[key_new] = new
             self.known.setdefault(table.name, []).append(new)
-            self.row_tenant[(table.name, key_new)] = change["tenant_id"] if moved != "out" else (
-                self.tenant_of(table.name, new)
+            self.row_tenant[(table.name, key_new)] = (
+                change["tenant_id"] if moved != "out" else (self.tenant_of(table.name, new))
             )
-
 
     def check_membership(self) -> None:
         """Each row's last attribution must be the tenant its current image leads to.
@@ -112,7 +111,8 @@ class Replay:
                 logged = self.row_tenant.get((table, key))
                 if logged != expected:
                     self.problems.append(
-                        f"{table} {key} last logged under tenant {logged}, now belongs to {expected}"
+                        f"{table} {key} last logged under tenant {logged}, "
+                        f"now belongs to {expected}"
                     )
 
 

@@ -7,7 +7,6 @@ from importlib import resources
 from typing import Any
 
 import psycopg
-import pytest
 
 from tests import logcheck
 from tests.conftest import Database
@@ -258,9 +257,12 @@ def test_truncate_logs_every_row_it_removes(seeded_db: Database) -> None:
     since = last_id(db)
     db.sql("TRUNCATE public.patients CASCADE")
     cascaded = changes_since(db, since)
-    assert len(cascaded) == live_rows - db.sql(
-        "SELECT count(*) AS n FROM public.bowel_records"
-    )[0]["n"] - db.sql("SELECT count(*) AS n FROM public.diabetic_records")[0]["n"]
+    assert (
+        len(cascaded)
+        == live_rows
+        - db.sql("SELECT count(*) AS n FROM public.bowel_records")[0]["n"]
+        - db.sql("SELECT count(*) AS n FROM public.diabetic_records")[0]["n"]
+    )
     assert None not in {c["tenant_id"] for c in cascaded}
     assert_log_matches_live(db)
 
@@ -271,8 +273,12 @@ def test_writes_by_the_application_role_are_captured_with_its_claims(
     db = seeded_db
     tenant = tenants(db)[0]
     patient = a_patient(db, tenant)["id"]
-    claims = {"sub": "5b3c-student", "role": "authenticated", "email": "ana@uni.example",
-              "tenant_id": tenant}
+    claims = {
+        "sub": "5b3c-student",
+        "role": "authenticated",
+        "email": "ana@uni.example",
+        "tenant_id": tenant,
+    }
     since = last_id(db)
     with psycopg.connect(db.dsn) as conn:
         conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from simtrail.triggers.installer import latest_version
 
+from simtrail.triggers.installer import latest_version
 from tests.catalog import invoke, snapshot
 from tests.conftest import Database, run_cli
 

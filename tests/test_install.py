@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 import pytest
-from simtrail.triggers.installer import latest_version
 
+from simtrail.triggers.installer import latest_version
 from tests.catalog import CAPTURE_TRIGGERS, Catalog, invoke, snapshot, table_contents
 from tests.conftest import Database, run_cli
 

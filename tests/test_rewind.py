@@ -21,7 +21,9 @@ def launch(db: Database, tenant_index: int = 0) -> tuple[str, rewindkit.State]:
     return tenant, state(db, tenant)
 
 
-def exact_after(db: Database, edit: Callable[[str], None], tenant_index: int = 0) -> dict[str, int]:
+def exact_after(
+    db: Database, edit: Callable[[str], object], tenant_index: int = 0
+) -> dict[str, int]:
     """Mark launch, edit, rewind to launch: the tenant must be exactly as launched
     and every other tenant as it was before the rewind. Returns the totals."""
     tenant, launched = launch(db, tenant_index)
@@ -106,8 +108,11 @@ def test_restore_refused_when_an_untracked_parent_is_gone(seeded_db: Database) -
     db.sql("UPDATE public.patient_vitals SET recorded_by = NULL WHERE recorded_by = %s", (user,))
     db.sql("UPDATE public.patient_notes SET created_by = NULL WHERE created_by = %s", (user,))
     db.sql("UPDATE public.handover_notes SET created_by = NULL WHERE created_by = %s", (user,))
-    db.sql("UPDATE public.medication_administrations SET administered_by = NULL"
-           " WHERE administered_by = %s", (user,))
+    db.sql(
+        "UPDATE public.medication_administrations SET administered_by = NULL"
+        " WHERE administered_by = %s",
+        (user,),
+    )
     db.sql("UPDATE public.wound_assessments SET assessed_by = NULL WHERE assessed_by = %s", (user,))
     db.sql("DELETE FROM public.user_profiles WHERE id = %s", (user,))
     before = rewindkit.all_states(db)
@@ -123,8 +128,7 @@ def test_composite_key_identity_and_generated_columns(seeded_db: Database) -> No
 
     def edit(tenant: str) -> None:
         member = db.sql(
-            "SELECT patient_id, user_id FROM public.patient_care_team WHERE tenant_id = %s"
-            " LIMIT 1",
+            "SELECT patient_id, user_id FROM public.patient_care_team WHERE tenant_id = %s LIMIT 1",
             (tenant,),
         )[0]
         db.sql(
@@ -139,16 +143,15 @@ def test_composite_key_identity_and_generated_columns(seeded_db: Database) -> No
             " VALUES (%s, 'MRN-X', 250)",
             (tenant,),
         )
-        db.sql(
-            "UPDATE public.patients SET first_name = 'Renamed' WHERE tenant_id = %s", (tenant,)
-        )
+        db.sql("UPDATE public.patients SET first_name = 'Renamed' WHERE tenant_id = %s", (tenant,))
 
     ids_before = db.sql("SELECT id FROM public.diabetic_records ORDER BY id")
     exact_after(db, edit)
     # The identity ids came back as they were, not as new sequence values.
     assert db.sql("SELECT id FROM public.diabetic_records ORDER BY id") == ids_before
-    names = db.sql("SELECT full_name, first_name || ' ' || last_name AS expected"
-                   " FROM public.patients")
+    names = db.sql(
+        "SELECT full_name, first_name || ' ' || last_name AS expected FROM public.patients"
+    )
     assert all(r["full_name"] == r["expected"] for r in names)
 
 
@@ -182,7 +185,7 @@ def test_arrays_jsonb_and_enums_are_reverted(seeded_db: Database) -> None:
     def edit(tenant: str) -> None:
         db.sql(
             "UPDATE public.patients SET allergies = allergies || '{penicillin,\"sulfa, mild\"}',"
-            " admission_details = admission_details || '{\"isolation\": [\"contact\"]}',"
+            ' admission_details = admission_details || \'{"isolation": ["contact"]}\','
             " acuity = 'critical' WHERE tenant_id = %s",
             (tenant,),
         )
@@ -199,8 +202,11 @@ def test_arrays_jsonb_and_enums_are_reverted(seeded_db: Database) -> None:
 def test_columns_added_or_dropped_after_capture(seeded_db: Database) -> None:
     db = seeded_db
     tenant, _ = launch(db)
-    db.sql("DELETE FROM public.lab_results WHERE panel_id IN"
-           " (SELECT id FROM public.lab_panels WHERE tenant_id = %s)", (tenant,))
+    db.sql(
+        "DELETE FROM public.lab_results WHERE panel_id IN"
+        " (SELECT id FROM public.lab_panels WHERE tenant_id = %s)",
+        (tenant,),
+    )
     db.sql("UPDATE public.patient_vitals SET heart_rate = 1 WHERE tenant_id = %s", (tenant,))
     db.sql("ALTER TABLE public.lab_results ADD COLUMN verified boolean NOT NULL DEFAULT true")
     db.sql("ALTER TABLE public.patient_vitals ADD COLUMN device text DEFAULT 'monitor-1'")
@@ -232,17 +238,22 @@ def test_user_triggers_do_not_alter_restored_rows(seeded_db: Database) -> None:
     db.sql("DELETE FROM public.patient_notes WHERE tenant_id = %s", (tenant,))
     rewind(db, tenant, "mark:launch")
     assert state(db, tenant) == launched
-    assert db.sql(
-        "SELECT id, updated_at FROM public.patient_notes WHERE tenant_id = %s ORDER BY id",
-        (tenant,),
-    ) == stamps
+    assert (
+        db.sql(
+            "SELECT id, updated_at FROM public.patient_notes WHERE tenant_id = %s ORDER BY id",
+            (tenant,),
+        )
+        == stamps
+    )
 
 
 def test_cross_tenant_move_is_refused_even_with_force(seeded_db: Database) -> None:
     db = seeded_db
     tenant, _ = launch(db)
     other = rewindkit.tenants(db)[1]
-    db.sql("UPDATE public.patients SET tenant_id = %s WHERE id = %s", (other, patient_of(db, tenant)))
+    db.sql(
+        "UPDATE public.patients SET tenant_id = %s WHERE id = %s", (other, patient_of(db, tenant))
+    )
     before = rewindkit.all_states(db)
     log = rewindkit.log_size(db)
     assert rewindkit.rewind_error(db, tenant, "mark:launch") == "55000"
@@ -257,22 +268,24 @@ def test_cross_tenant_move_is_refused_even_with_force(seeded_db: Database) -> No
 def test_drift_is_refused_and_reported_unless_forced(seeded_db: Database) -> None:
     db = seeded_db
     tenant, launched = launch(db)
-    vital = db.sql(
-        "SELECT id FROM public.patient_vitals WHERE tenant_id = %s LIMIT 1", (tenant,)
-    )[0]["id"]
+    vital = db.sql("SELECT id FROM public.patient_vitals WHERE tenant_id = %s LIMIT 1", (tenant,))[
+        0
+    ]["id"]
     db.sql("UPDATE public.patient_vitals SET heart_rate = 77 WHERE id = %s", (vital,))
     with psycopg.connect(db.dsn) as conn:
         conn.execute("ALTER TABLE public.patient_vitals DISABLE TRIGGER simtrail_capture_update")
         conn.execute("UPDATE public.patient_vitals SET heart_rate = 99 WHERE id = %s", (vital,))
-        conn.execute("ALTER TABLE public.patient_vitals ENABLE ALWAYS TRIGGER"
-                     " simtrail_capture_update")
+        conn.execute(
+            "ALTER TABLE public.patient_vitals ENABLE ALWAYS TRIGGER simtrail_capture_update"
+        )
     drifted = state(db, tenant)
     result = run_cli("rewind", "--tenant", tenant, "--to", "mark:launch", dsn=db.dsn)
     assert result.exit_code == 3
     assert "differ from their last logged image" in result.stderr and str(vital) in result.stderr
     assert state(db, tenant) == drifted
-    forced = run_cli("rewind", "--tenant", tenant, "--to", "mark:launch", "--force", "--json",
-                     dsn=db.dsn)
+    forced = run_cli(
+        "rewind", "--tenant", tenant, "--to", "mark:launch", "--force", "--json", dsn=db.dsn
+    )
     assert forced.exit_code == 0, forced.stderr
     assert json.loads(forced.stdout)["rows_drifted"] == 1
     assert state(db, tenant) == launched
@@ -314,8 +327,9 @@ def test_dry_run_prints_the_plan_and_changes_nothing(seeded_db: Database) -> Non
     db.sql("UPDATE public.patient_notes SET content = 'x' WHERE tenant_id = %s", (tenant,))
     before = rewindkit.all_states(db)
     log = rewindkit.log_size(db)
-    dry = run_cli("rewind", "--tenant", tenant, "--to", "mark:launch", "--dry-run", "--json",
-                  dsn=db.dsn)
+    dry = run_cli(
+        "rewind", "--tenant", tenant, "--to", "mark:launch", "--dry-run", "--json", dsn=db.dsn
+    )
     assert dry.exit_code == 0, dry.stderr
     plan = json.loads(dry.stdout)
     assert rewindkit.all_states(db) == before and rewindkit.log_size(db) == log
@@ -331,8 +345,9 @@ def test_change_and_time_targets(seeded_db: Database) -> None:
     db = seeded_db
     tenant = rewindkit.tenants(db)[0]
     at_start = state(db, tenant)
-    boundary = db.sql("SELECT max(id) AS id FROM simtrail.changes WHERE tenant_id = %s",
-                      (tenant,))[0]["id"]
+    boundary = db.sql("SELECT max(id) AS id FROM simtrail.changes WHERE tenant_id = %s", (tenant,))[
+        0
+    ]["id"]
     time.sleep(0.05)
     cut = db.sql("SELECT clock_timestamp() AS t")[0]["t"]
     time.sleep(0.05)

@@ -18,10 +18,14 @@ def test_rewind_while_every_class_keeps_writing(seeded_db: Database) -> None:
     rewindkit.mark(db, tenant, "launch")
     launched = rewindkit.state(db, tenant)
     # A session's worth of charting to undo.
-    db.sql("DELETE FROM public.patients WHERE id IN (SELECT id FROM public.patients"
-           " WHERE tenant_id = %s ORDER BY id LIMIT 2)", (tenant,))
-    db.sql("UPDATE public.patient_notes SET content = content || '!' WHERE tenant_id = %s",
-           (tenant,))
+    db.sql(
+        "DELETE FROM public.patients WHERE id IN (SELECT id FROM public.patients"
+        " WHERE tenant_id = %s ORDER BY id LIMIT 2)",
+        (tenant,),
+    )
+    db.sql(
+        "UPDATE public.patient_notes SET content = content || '!' WHERE tenant_id = %s", (tenant,)
+    )
 
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -74,8 +78,10 @@ def test_rewind_while_every_class_keeps_writing(seeded_db: Database) -> None:
     for i in range(3):
         who = f"other-{i}"
         assert done[who] > 0
-        rows = db.sql("SELECT count(*) AS n FROM public.patient_vitals"
-                      " WHERE blood_pressure LIKE %s", (f"{who}-%",))
+        rows = db.sql(
+            "SELECT count(*) AS n FROM public.patient_vitals WHERE blood_pressure LIKE %s",
+            (f"{who}-%",),
+        )
         assert rows[0]["n"] == done[who]
     touched = db.sql(
         "SELECT DISTINCT c.tenant_id FROM simtrail.changes c"

@@ -15,8 +15,10 @@ APP_ROLES = ["authenticated", "anon"]
 def as_role(db: Database, role: str, statement: str) -> str | None:
     """Run one statement as an application role; return the SQLSTATE it failed with."""
     with psycopg.connect(db.dsn) as conn:
-        conn.execute("SELECT set_config('request.jwt.claims', %s, true)",
-                     (json.dumps({"role": role, "sub": "s1"}),))
+        conn.execute(
+            "SELECT set_config('request.jwt.claims', %s, true)",
+            (json.dumps({"role": role, "sub": "s1"}),),
+        )
         conn.execute(f"SET LOCAL ROLE {role}")  # role names are constants above
         try:
             conn.execute(statement.encode())
@@ -76,8 +78,7 @@ def test_application_role_writes_are_captured_under_rls(seeded_db: Database) -> 
         assert seen == (1,)
     # … and the capture trigger still attributes the write to the right class.
     rows = db.sql(
-        "SELECT table_name, tenant_id, actor FROM simtrail.simulation_tenant_changes"
-        " WHERE id > %s",
+        "SELECT table_name, tenant_id, actor FROM simtrail.simulation_tenant_changes WHERE id > %s",
         (last,),
     )
     assert [(r["table_name"], r["tenant_id"]) for r in rows] == [("public.patient_wounds", tenant)]

@@ -9,7 +9,6 @@ from typing import Any
 
 from simtrail import __version__
 from simtrail.triggers.installer import latest_version
-
 from tests.catalog import invoke
 from tests.conftest import Database, run_cli
 

@@ -31,7 +31,9 @@ def doctor(conn: Conn) -> dict[str, Any]:
                     "severity": "error",
                     "kind": "outdated_schema",
                     "table_name": None,
-                    "detail": f"schema version {version} < {latest_version()}; run `simtrail install`",
+                    "detail": (
+                        f"schema version {version} < {latest_version()}; run `simtrail install`"
+                    ),
                 },
             )
     return {

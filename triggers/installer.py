@@ -97,7 +97,9 @@ def installed_version(conn: Conn) -> int:
 def require_installed(conn: Conn) -> int:
     version = installed_version(conn)
     if version == 0:
-        raise NotInstalledError("simtrail is not installed in this database; run `simtrail install`")
+        raise NotInstalledError(
+            "simtrail is not installed in this database; run `simtrail install`"
+        )
     return version
 
 
@@ -143,12 +145,11 @@ def apply_schema(conn: Conn) -> tuple[int, int]:
 
 def install(conn: Conn, *, dry_run: bool = False) -> InstallReport:
     """Create or upgrade schema `simtrail` and attach capture to the config's tables."""
-    if before := installed_version(conn):
-        if before > latest_version():
-            raise SimtrailError(
-                f"database has simtrail schema version {before}, newer than this "
-                f"release's {latest_version()}; upgrade simtrail"
-            )
+    if (before := installed_version(conn)) > latest_version():
+        raise SimtrailError(
+            f"database has simtrail schema version {before}, newer than this "
+            f"release's {latest_version()}; upgrade simtrail"
+        )
     try:
         with conn.transaction(force_rollback=dry_run):
             conn.execute(q("install_lock"))

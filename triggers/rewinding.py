@@ -126,16 +126,12 @@ def history(
     return rows
 
 
-def column_diff(
-    old: dict[str, Any] | None, new: dict[str, Any] | None
-) -> dict[str, list[Any]]:
+def column_diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, list[Any]]:
     """{column: [before, after]} for the columns an update changed."""
     if old is None or new is None:
         return {}
     return {
-        k: [old.get(k), new.get(k)]
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k)
+        k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
     }
 
 

@@ -64,8 +64,12 @@ def fresh_database(admin_dsn: str) -> str:
 @contextmanager
 def as_student(conn: psycopg.Connection[Any], tenant: uuid.UUID, email: str) -> Iterator[None]:
     """Act as the web app does: role `authenticated` with PostgREST's JWT claims."""
-    claims = {"sub": str(uuid.uuid5(uuid.NAMESPACE_URL, email)), "role": "authenticated",
-              "email": email, "tenant_id": str(tenant)}
+    claims = {
+        "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, email)),
+        "role": "authenticated",
+        "email": email,
+        "tenant_id": str(tenant),
+    }
     conn.execute(q("set_claims"), {"claims": json.dumps(claims)})
     conn.execute("SET ROLE authenticated")
     try:
@@ -85,8 +89,10 @@ def run(dsn: str | None, datadir: Path, say: Say) -> dict[str, Any]:
             say("Clinic schema created: 16 tables, RLS, updated_at stampers, cascades")
 
             report = installer.install(conn)
-            say(f"simtrail install: schema v{report.to_version}, "
-                f"{len(report.actions)} tables captured")
+            say(
+                f"simtrail install: schema v{report.to_version}, "
+                f"{len(report.actions)} tables captured"
+            )
 
             tenants = seed.seed_tenants(conn, tenants=3, patients_per_tenant=6, rng=rng)
             names = {r["id"]: r["name"] for r in conn.execute(q("tenant_names"))}
@@ -110,15 +116,19 @@ def run(dsn: str | None, datadir: Path, say: Say) -> dict[str, Any]:
             conn.execute(q("set_actor"), {"actor": "demo: student session"})
             with as_student(conn, tenants[0], "j.rivera@students.example.edu"):
                 counts = seed.student_session(conn, tenants[0], rng=rng)
-            say(f"Students charted in {names[tenants[0]]}: "
-                + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v))
+            say(
+                f"Students charted in {names[tenants[0]]}: "
+                + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
+            )
             charted = rewinding.tenant_state(conn, section)
             others_before = {t: rewinding.tenant_state(conn, t) for t in others}
 
             conn.execute(q("set_actor"), {"actor": "demo: instructor reset"})
             rewind_report = rewinding.rewind(conn, section, "mark:launch")
-            say(f"simtrail reset: undid {rewind_report['changes_undone']} changes in "
-                f"{rewind_report['duration_ms']} ms")
+            say(
+                f"simtrail reset: undid {rewind_report['changes_undone']} changes in "
+                f"{rewind_report['duration_ms']} ms"
+            )
             reset_state = rewinding.tenant_state(conn, section)
             others_after = {t: rewinding.tenant_state(conn, t) for t in others}
 
@@ -135,20 +145,21 @@ def run(dsn: str | None, datadir: Path, say: Say) -> dict[str, Any]:
             summary = session_summary(conn, since, section)
             cascades = cascade_example(conn, since)
             status = inspect.status(conn)
-    return {"tenants": [str(t) for t in tenants], "session": summary,
-            "cascade_example": cascades, "status": status, "rewind": rewind_report,
-            "proof": proof, "reset_exact": all(p["equal"] for p in proof),
-            "other_classes_untouched": others_before == others_after}
+    return {
+        "tenants": [str(t) for t in tenants],
+        "session": summary,
+        "cascade_example": cascades,
+        "status": status,
+        "rewind": rewind_report,
+        "proof": proof,
+        "reset_exact": all(p["equal"] for p in proof),
+        "other_classes_untouched": others_before == others_after,
+    }
 
 
-def session_summary(
-    conn: psycopg.Connection[Any], since: int, tenant: str
-) -> list[dict[str, Any]]:
+def session_summary(conn: psycopg.Connection[Any], since: int, tenant: str) -> list[dict[str, Any]]:
     """What the students' session changed in one class, per table and operation."""
-    return [
-        dict(r)
-        for r in conn.execute(q("session_summary"), {"since": since, "tenant": tenant})
-    ]
+    return [dict(r) for r in conn.execute(q("session_summary"), {"since": since, "tenant": tenant})]
 
 
 def cascade_example(conn: psycopg.Connection[Any], since: int) -> list[dict[str, Any]]:

@@ -40,14 +40,52 @@ _COURSES = (
     ("NURS 330", "Mental Health"),
 )
 _FIRST_NAMES = (
-    "Margaret", "Harold", "Aisha", "Diego", "Mei", "Oluwaseun", "Ruth", "Tomasz",
-    "Priya", "Walter", "Leilani", "Jamal", "Ingrid", "Hiroshi", "Carmen", "Declan",
-    "Fatima", "Eleanor", "Mateo", "Grace", "Nikolai", "Abena", "Samuel", "Yesenia",
+    "Margaret",
+    "Harold",
+    "Aisha",
+    "Diego",
+    "Mei",
+    "Oluwaseun",
+    "Ruth",
+    "Tomasz",
+    "Priya",
+    "Walter",
+    "Leilani",
+    "Jamal",
+    "Ingrid",
+    "Hiroshi",
+    "Carmen",
+    "Declan",
+    "Fatima",
+    "Eleanor",
+    "Mateo",
+    "Grace",
+    "Nikolai",
+    "Abena",
+    "Samuel",
+    "Yesenia",
 )
 _LAST_NAMES = (
-    "Okafor", "Lindqvist", "Haddad", "Nguyen", "Castillo", "Brennan", "Kowalski",
-    "Tanaka", "Patel", "Whitfield", "Mensah", "Delgado", "Fraser", "Ivanova",
-    "Kahananui", "Moreau", "Abernathy", "Oyelaran", "Schultz", "Begay",
+    "Okafor",
+    "Lindqvist",
+    "Haddad",
+    "Nguyen",
+    "Castillo",
+    "Brennan",
+    "Kowalski",
+    "Tanaka",
+    "Patel",
+    "Whitfield",
+    "Mensah",
+    "Delgado",
+    "Fraser",
+    "Ivanova",
+    "Kahananui",
+    "Moreau",
+    "Abernathy",
+    "Oyelaran",
+    "Schultz",
+    "Begay",
 )
 _DIAGNOSES = (
     "Community-acquired pneumonia",
@@ -62,8 +100,14 @@ _DIAGNOSES = (
     "Small bowel obstruction",
 )
 _ALLERGIES = (
-    "Penicillin", "Sulfa drugs", "Latex", "Codeine", "Morphine",
-    "Iodinated contrast", "Shellfish", "Vancomycin",
+    "Penicillin",
+    "Sulfa drugs",
+    "Latex",
+    "Codeine",
+    "Morphine",
+    "Iodinated contrast",
+    "Shellfish",
+    "Vancomycin",
 )
 # name, dosage, route, frequency, scheduled times (empty for PRN)
 _FORMULARY: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
@@ -116,10 +160,22 @@ _PROGRESS_NOTES = (
 
 # Parents before children; superseded orders before the orders that replace them.
 _INSERT_ORDER = (
-    "user_profiles", "tenants", "patients", "patient_medications",
-    "medication_administrations", "patient_vitals", "patient_notes", "lab_panels",
-    "lab_results", "doctors_orders", "handover_notes", "patient_wounds",
-    "wound_assessments", "patient_care_team", "bowel_records", "diabetic_records",
+    "user_profiles",
+    "tenants",
+    "patients",
+    "patient_medications",
+    "medication_administrations",
+    "patient_vitals",
+    "patient_notes",
+    "lab_panels",
+    "lab_results",
+    "doctors_orders",
+    "handover_notes",
+    "patient_wounds",
+    "wound_assessments",
+    "patient_care_team",
+    "bowel_records",
+    "diabetic_records",
 )
 
 
@@ -161,7 +217,10 @@ def seed_tenants(
         mrns = rng.sample(range(100000, 1000000), patients_per_tenant)
         for number, mrn in enumerate(sorted(mrns)):
             _seed_patient(
-                batch, rng, tenant_id, f"MRN-{mrn}",
+                batch,
+                rng,
+                tenant_id,
+                f"MRN-{mrn}",
                 room=f"{3 + number // 10}{'AB'[number % 2]}-{10 + number:02d}",
                 instructor=instructor,
                 student=students[number % len(students)],
@@ -184,10 +243,18 @@ def student_session(
     """
     counts = dict.fromkeys(
         (
-            "vitals_inserted", "administrations_inserted", "notes_inserted",
-            "notes_updated", "medications_status_changed", "wound_assessments_updated",
-            "orders_superseded", "care_team_reassigned", "bowel_records_inserted",
-            "diabetic_records_inserted", "patients_deleted", "patients_readmitted",
+            "vitals_inserted",
+            "administrations_inserted",
+            "notes_inserted",
+            "notes_updated",
+            "medications_status_changed",
+            "wound_assessments_updated",
+            "orders_superseded",
+            "care_team_reassigned",
+            "bowel_records_inserted",
+            "diabetic_records_inserted",
+            "patients_deleted",
+            "patients_readmitted",
         ),
         0,
     )
@@ -225,10 +292,18 @@ def student_session(
         )
         for med_id, dosage in scheduled:
             # No tenant_id: a barcode scan only knows the patient and the label.
-            _insert(conn, "medication_administrations", {
-                "id": _uuid(rng), "medication_id": med_id, "patient_id": patient_id,
-                "administered_by": nurse(), "dose_given": dosage, "barcode": _barcode(med_id),
-            })
+            _insert(
+                conn,
+                "medication_administrations",
+                {
+                    "id": _uuid(rng),
+                    "medication_id": med_id,
+                    "patient_id": patient_id,
+                    "administered_by": nurse(),
+                    "dose_given": dosage,
+                    "barcode": _barcode(med_id),
+                },
+            )
             counts["administrations_inserted"] += 1
         counts["notes_updated"] += conn.execute(
             "UPDATE public.patient_notes SET content = content || %s WHERE id ="
@@ -236,10 +311,17 @@ def student_session(
             "  ORDER BY created_at, id LIMIT 1)",
             ["\nAddendum: patient reassessed, plan of care reviewed with instructor.", patient_id],
         ).rowcount
-        _insert(conn, "patient_notes", {
-            "id": _uuid(rng), "patient_id": patient_id, "note_type": "Progress",
-            "content": rng.choice(_PROGRESS_NOTES), "created_by": nurse(),
-        })
+        _insert(
+            conn,
+            "patient_notes",
+            {
+                "id": _uuid(rng),
+                "patient_id": patient_id,
+                "note_type": "Progress",
+                "content": rng.choice(_PROGRESS_NOTES),
+                "created_by": nurse(),
+            },
+        )
         counts["notes_inserted"] += 1
         _insert(conn, "bowel_records", _bowel(rng, tenant_id, mrn, None))
         counts["bowel_records_inserted"] += 1
@@ -272,8 +354,11 @@ def student_session(
             "UPDATE public.wound_assessments SET length_cm = %s, width_cm = %s, drainage = %s,"
             " photos = photos || %s WHERE id = %s",
             [
-                _decimal(rng.uniform(0.8, 5.0), 1), _decimal(rng.uniform(0.5, 3.5), 1),
-                rng.choice(_DRAINAGE), Jsonb([_photo(rng, wound_id, "session")]), assessment_id,
+                _decimal(rng.uniform(0.8, 5.0), 1),
+                _decimal(rng.uniform(0.5, 3.5), 1),
+                rng.choice(_DRAINAGE),
+                Jsonb([_photo(rng, wound_id, "session")]),
+                assessment_id,
             ],
         ).rowcount
 
@@ -288,11 +373,19 @@ def student_session(
         conn.execute(
             "UPDATE public.doctors_orders SET status = 'superseded' WHERE id = %s", [old_id]
         )
-        _insert(conn, "doctors_orders", {
-            "id": _uuid(rng), "tenant_id": tenant_id, "patient_id": order_patient,
-            "order_type": order_type, "order_text": f"{order_text} (revised)",
-            "ordered_by": rng.choice(_ATTENDINGS), "supersedes_id": old_id,
-        })
+        _insert(
+            conn,
+            "doctors_orders",
+            {
+                "id": _uuid(rng),
+                "tenant_id": tenant_id,
+                "patient_id": order_patient,
+                "order_type": order_type,
+                "order_text": f"{order_text} (revised)",
+                "ordered_by": rng.choice(_ATTENDINGS),
+                "supersedes_id": old_id,
+            },
+        )
         counts["orders_superseded"] += 1
 
     # Handing a patient to another student changes part of a composite key.
@@ -334,8 +427,17 @@ def _readmit(
     nurse: uuid.UUID | None,
 ) -> None:
     """Discharge a patient and admit a new row under the same MRN."""
-    kept = ("patient_id", "first_name", "last_name", "date_of_birth", "sex", "diagnosis",
-            "allergies", "acuity", "admission_details")
+    kept = (
+        "patient_id",
+        "first_name",
+        "last_name",
+        "date_of_birth",
+        "sex",
+        "diagnosis",
+        "allergies",
+        "acuity",
+        "admission_details",
+    )
     query = sql.SQL("SELECT {} FROM public.patients WHERE id = %s").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in kept)
     )
@@ -344,15 +446,28 @@ def _readmit(
     row = dict(zip(kept, values, strict=True))
     row["admission_details"] = Jsonb({**row["admission_details"], "readmission": True})
     new_id = _uuid(rng)
-    _insert(conn, "patients", {
-        **row, "id": new_id, "tenant_id": tenant_id, "room_number": f"4A-{rng.randint(1, 30):02d}",
-    })
+    _insert(
+        conn,
+        "patients",
+        {
+            **row,
+            "id": new_id,
+            "tenant_id": tenant_id,
+            "room_number": f"4A-{rng.randint(1, 30):02d}",
+        },
+    )
     _insert(conn, "patient_vitals", _vitals(rng, tenant_id, new_id, nurse, None))
-    _insert(conn, "patient_notes", {
-        "id": _uuid(rng), "patient_id": new_id, "note_type": "Admission",
-        "content": "Re-admitted from ED under the same MRN; home medications reconciled.",
-        "created_by": nurse,
-    })
+    _insert(
+        conn,
+        "patient_notes",
+        {
+            "id": _uuid(rng),
+            "patient_id": new_id,
+            "note_type": "Admission",
+            "content": "Re-admitted from ED under the same MRN; home medications reconciled.",
+            "created_by": nurse,
+        },
+    )
 
 
 # --- seeding helpers ------------------------------------------------------------
@@ -442,7 +557,9 @@ def _vitals(
     at: datetime | None,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "id": _uuid(rng), "tenant_id": tenant_id, "patient_id": patient_id,
+        "id": _uuid(rng),
+        "tenant_id": tenant_id,
+        "patient_id": patient_id,
         "temperature": _decimal(rng.uniform(36.1, 38.7), 1),
         "blood_pressure": f"{rng.randint(96, 168)}/{rng.randint(54, 98)}",
         "heart_rate": rng.randint(56, 122),
@@ -460,7 +577,9 @@ def _bowel(
     rng: random.Random, tenant_id: uuid.UUID, mrn: str, at: datetime | None
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "id": _uuid(rng), "tenant_id": tenant_id, "patient_id": mrn,
+        "id": _uuid(rng),
+        "tenant_id": tenant_id,
+        "patient_id": mrn,
         "stool_type": rng.randint(1, 7),
         "stool_amount": rng.choice(("small", "medium", "large")),
         "continent": rng.random() > 0.2,
@@ -477,7 +596,9 @@ def _glucose(
     glucose = _decimal(rng.uniform(68, 310), 1)
     units = max(0, int((glucose - 150) // 50) * 2) if insulin else 0
     row: dict[str, Any] = {
-        "tenant_id": tenant_id, "patient_id": mrn, "glucose_mg_dl": glucose,
+        "tenant_id": tenant_id,
+        "patient_id": mrn,
+        "glucose_mg_dl": glucose,
         "insulin_type": "Insulin lispro" if units else None,
         "insulin_units": _decimal(units, 1) if units else None,
         "carbs_grams": rng.choice((None, 30, 45, 60, 75)),
@@ -506,21 +627,29 @@ def _seed_patient(
     admitted = clock - timedelta(days=rng.randint(1, 5), hours=rng.randint(0, 23))
     batch.add(
         "patients",
-        id=patient_id, tenant_id=tenant_id, patient_id=mrn,
-        first_name=rng.choice(_FIRST_NAMES), last_name=rng.choice(_LAST_NAMES),
+        id=patient_id,
+        tenant_id=tenant_id,
+        patient_id=mrn,
+        first_name=rng.choice(_FIRST_NAMES),
+        last_name=rng.choice(_LAST_NAMES),
         date_of_birth=clock.date() - timedelta(days=age_days),
-        sex=rng.choice(("F", "M")), room_number=room, diagnosis=rng.choice(_DIAGNOSES),
+        sex=rng.choice(("F", "M")),
+        room_number=room,
+        diagnosis=rng.choice(_DIAGNOSES),
         allergies=allergies,
         acuity=rng.choices(("stable", "guarded", "serious", "critical"), weights=(5, 3, 2, 1))[0],
-        admission_details=Jsonb({
-            "admitted_at": admitted.isoformat(),
-            "attending": attending,
-            "code_status": rng.choice(("Full code", "Full code", "DNR/DNI")),
-            "isolation": rng.choice((None, None, "Contact", "Droplet")),
-            "height_cm": rng.randint(150, 193),
-            "weight_kg": float(_decimal(rng.uniform(48, 130), 1)),
-        }),
-        created_at=admitted, updated_at=admitted,
+        admission_details=Jsonb(
+            {
+                "admitted_at": admitted.isoformat(),
+                "attending": attending,
+                "code_status": rng.choice(("Full code", "Full code", "DNR/DNI")),
+                "isolation": rng.choice((None, None, "Contact", "Droplet")),
+                "height_cm": rng.randint(150, 193),
+                "weight_kg": float(_decimal(rng.uniform(48, 130), 1)),
+            }
+        ),
+        created_at=admitted,
+        updated_at=admitted,
     )
 
     for hours in (8, 4, 0):
@@ -536,40 +665,66 @@ def _seed_patient(
         on_insulin = on_insulin or name.startswith("Insulin")
         batch.add(
             "patient_medications",
-            id=med_id, tenant_id=tenant_id, patient_id=patient_id, name=name, dosage=dosage,
-            route=route, frequency=frequency, administration_times=list(times), status=status,
-            prescribed_by=attending, start_date=admitted.date(),
-            created_at=admitted, updated_at=admitted,
+            id=med_id,
+            tenant_id=tenant_id,
+            patient_id=patient_id,
+            name=name,
+            dosage=dosage,
+            route=route,
+            frequency=frequency,
+            administration_times=list(times),
+            status=status,
+            prescribed_by=attending,
+            start_date=admitted.date(),
+            created_at=admitted,
+            updated_at=admitted,
         )
         if status == "active":
             batch.add(
                 "medication_administrations",
-                id=_uuid(rng), tenant_id=tenant_id, medication_id=med_id, patient_id=patient_id,
+                id=_uuid(rng),
+                tenant_id=tenant_id,
+                medication_id=med_id,
+                patient_id=patient_id,
                 administered_at=clock - timedelta(minutes=rng.randint(30, 600)),
-                administered_by=student, dose_given=dosage, barcode=_barcode(med_id),
+                administered_by=student,
+                dose_given=dosage,
+                barcode=_barcode(med_id),
             )
 
     # tenant_id left out on purpose: the fill_tenant_from_patient trigger supplies it.
     batch.add(
         "patient_notes",
-        id=_uuid(rng), patient_id=patient_id, note_type="Admission",
+        id=_uuid(rng),
+        patient_id=patient_id,
+        note_type="Admission",
         content=f"Admitted with {rng.choice(_DIAGNOSES).lower()}. Oriented x{rng.randint(2, 4)}; "
         f"{'no known allergies' if not allergies else 'allergies: ' + ', '.join(allergies)}.",
-        created_by=student, created_at=admitted, updated_at=admitted,
+        created_by=student,
+        created_at=admitted,
+        updated_at=admitted,
     )
     batch.add(
         "patient_notes",
-        id=_uuid(rng), patient_id=patient_id, note_type="Progress",
-        content=rng.choice(_PROGRESS_NOTES), created_by=student,
-        created_at=clock - timedelta(hours=2), updated_at=clock - timedelta(hours=2),
+        id=_uuid(rng),
+        patient_id=patient_id,
+        note_type="Progress",
+        content=rng.choice(_PROGRESS_NOTES),
+        created_by=student,
+        created_at=clock - timedelta(hours=2),
+        updated_at=clock - timedelta(hours=2),
     )
 
     panel_name = rng.choice(sorted(_PANELS))
     panel_id = _uuid(rng)
     batch.add(
         "lab_panels",
-        id=panel_id, tenant_id=tenant_id, patient_id=patient_id, panel_name=panel_name,
-        status="resulted", collected_at=clock - timedelta(hours=rng.randint(3, 20)),
+        id=panel_id,
+        tenant_id=tenant_id,
+        patient_id=patient_id,
+        panel_name=panel_name,
+        status="resulted",
+        collected_at=clock - timedelta(hours=rng.randint(3, 20)),
     )
     for test, units, low, high, places in _PANELS[panel_name]:
         spread = (high - low) * 0.3
@@ -579,49 +734,82 @@ def _seed_patient(
             flag = "C"
         batch.add(
             "lab_results",
-            id=_uuid(rng), panel_id=panel_id, test_name=test, value=value, units=units,
-            ref_low=Decimal(str(low)), ref_high=Decimal(str(high)), flag=flag,
+            id=_uuid(rng),
+            panel_id=panel_id,
+            test_name=test,
+            value=value,
+            units=units,
+            ref_low=Decimal(str(low)),
+            ref_high=Decimal(str(high)),
+            flag=flag,
         )
 
     first_order, revised_order = _uuid(rng), _uuid(rng)
     batch.add(
         "doctors_orders",
-        id=first_order, tenant_id=tenant_id, patient_id=patient_id, order_type="Nursing",
-        order_text="Vital signs every 4 hours", ordered_by=attending, ordered_at=admitted,
-        status="superseded", updated_at=clock - timedelta(hours=6),
+        id=first_order,
+        tenant_id=tenant_id,
+        patient_id=patient_id,
+        order_type="Nursing",
+        order_text="Vital signs every 4 hours",
+        ordered_by=attending,
+        ordered_at=admitted,
+        status="superseded",
+        updated_at=clock - timedelta(hours=6),
     )
     batch.add(
         "doctors_orders",
-        id=revised_order, tenant_id=tenant_id, patient_id=patient_id, order_type="Nursing",
+        id=revised_order,
+        tenant_id=tenant_id,
+        patient_id=patient_id,
+        order_type="Nursing",
         order_text="Vital signs every 2 hours; notify provider if SBP < 90",
-        ordered_by=attending, ordered_at=clock - timedelta(hours=6), status="active",
-        supersedes_id=first_order, updated_at=clock - timedelta(hours=6),
+        ordered_by=attending,
+        ordered_at=clock - timedelta(hours=6),
+        status="active",
+        supersedes_id=first_order,
+        updated_at=clock - timedelta(hours=6),
     )
     diet = rng.choice(
         ("Diet: NPO after midnight", "Diet: cardiac, 2 g sodium", "Diet: consistent carbohydrate")
     )
     batch.add(
         "doctors_orders",
-        id=_uuid(rng), tenant_id=tenant_id, patient_id=patient_id, order_type="Diet",
-        order_text=diet, ordered_by=attending, ordered_at=admitted, status="active",
+        id=_uuid(rng),
+        tenant_id=tenant_id,
+        patient_id=patient_id,
+        order_type="Diet",
+        order_text=diet,
+        ordered_by=attending,
+        ordered_at=admitted,
+        status="active",
         updated_at=admitted,
     )
 
     batch.add(
         "handover_notes",
-        id=_uuid(rng), patient_id=patient_id, shift=rng.choice(("Night to day", "Day to evening")),
-        sbar=Jsonb({
-            "situation": f"Day {(clock - admitted).days + 1} of admission,"
-            f" {rng.choice(_DIAGNOSES).lower()}.",
-            "background": f"Attending {attending}. Allergies: {', '.join(allergies) or 'NKDA'}.",
-            "assessment": rng.choice(_PROGRESS_NOTES),
-            "recommendation": rng.choice((
-                "Continue current plan; recheck vitals at 10:00.",
-                "Follow up AM labs and notify provider of abnormal potassium.",
-                "Encourage ambulation and incentive spirometry every hour while awake.",
-            )),
-        }),
-        created_by=student, created_at=clock - timedelta(minutes=30),
+        id=_uuid(rng),
+        patient_id=patient_id,
+        shift=rng.choice(("Night to day", "Day to evening")),
+        sbar=Jsonb(
+            {
+                "situation": f"Day {(clock - admitted).days + 1} of admission,"
+                f" {rng.choice(_DIAGNOSES).lower()}.",
+                "background": (
+                    f"Attending {attending}. Allergies: {', '.join(allergies) or 'NKDA'}."
+                ),
+                "assessment": rng.choice(_PROGRESS_NOTES),
+                "recommendation": rng.choice(
+                    (
+                        "Continue current plan; recheck vitals at 10:00.",
+                        "Follow up AM labs and notify provider of abnormal potassium.",
+                        "Encourage ambulation and incentive spirometry every hour while awake.",
+                    )
+                ),
+            }
+        ),
+        created_by=student,
+        created_at=clock - timedelta(minutes=30),
         updated_at=clock - timedelta(minutes=30),
     )
 
@@ -629,26 +817,41 @@ def _seed_patient(
     wound_id = _uuid(rng)
     batch.add(
         "patient_wounds",
-        id=wound_id, patient_id=patient_id, location=location, wound_type=wound_type,
-        stage=stage, first_noted=admitted.date(), updated_at=admitted,
+        id=wound_id,
+        patient_id=patient_id,
+        location=location,
+        wound_type=wound_type,
+        stage=stage,
+        first_noted=admitted.date(),
+        updated_at=admitted,
     )
     for hours, photos in ((26, 0), (2, rng.randint(1, 2))):
         batch.add(
             "wound_assessments",
-            id=_uuid(rng), wound_id=wound_id, assessed_at=clock - timedelta(hours=hours),
+            id=_uuid(rng),
+            wound_id=wound_id,
+            assessed_at=clock - timedelta(hours=hours),
             length_cm=_decimal(rng.uniform(0.8, 6.0), 1),
             width_cm=_decimal(rng.uniform(0.5, 4.0), 1),
-            depth_cm=_decimal(rng.uniform(0.1, 1.5), 1), drainage=rng.choice(_DRAINAGE),
+            depth_cm=_decimal(rng.uniform(0.1, 1.5), 1),
+            drainage=rng.choice(_DRAINAGE),
             photos=Jsonb([_photo(rng, wound_id, "seed") for _ in range(photos)]),
-            assessed_by=student, updated_at=clock - timedelta(hours=hours),
+            assessed_by=student,
+            updated_at=clock - timedelta(hours=hours),
         )
 
-    team = ((student, "primary nurse"), (backup, "secondary nurse"),
-            (instructor, "clinical instructor"))
+    team = (
+        (student, "primary nurse"),
+        (backup, "secondary nurse"),
+        (instructor, "clinical instructor"),
+    )
     for user_id, role in team:
         batch.add(
             "patient_care_team",
-            patient_id=patient_id, user_id=user_id, tenant_id=tenant_id, role=role,
+            patient_id=patient_id,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            role=role,
             assigned_at=admitted,
         )
 
@@ -656,6 +859,6 @@ def _seed_patient(
         at = clock - timedelta(hours=hours)
         batch.add("bowel_records", **_bowel(rng, tenant_id, mrn, at))
     # Insulin patients get fingersticks before meals and at bedtime; others one.
-    for hours in ((21, 16, 11, 6) if on_insulin else (6,)):
+    for hours in (21, 16, 11, 6) if on_insulin else (6,):
         at = clock - timedelta(hours=hours)
         batch.add("diabetic_records", **_glucose(rng, tenant_id, mrn, at, insulin=on_insulin))
