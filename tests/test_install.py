@@ -290,3 +290,23 @@ def test_uninstall_when_not_installed_fails_cleanly(clinic_db: Database) -> None
         "simtrail: error: simtrail is not installed in this database; run `simtrail install`"
     )
     assert snapshot(clinic_db.dsn) == before
+
+
+def test_drop_log_refuses_to_take_the_users_objects_with_it(installed_db: Database) -> None:
+    db = installed_db
+    db.sql(
+        "CREATE VIEW public.audit_feed AS SELECT id, tenant_id FROM simtrail.simulation_tenant_changes"
+    )
+    result = run_cli("uninstall", "--drop-log", dsn=db.dsn)
+    assert result.exit_code != 0
+    assert "view audit_feed" in result.stderr and "refusing" in result.stderr
+    assert db.sql("SELECT to_regclass('simtrail.changes') IS NOT NULL AS kept")[0]["kept"]
+    assert (
+        db.sql("SELECT count(*) AS n FROM pg_trigger WHERE tgname LIKE 'simtrail_capture_%'")[0][
+            "n"
+        ]
+        > 0
+    )
+    db.sql("DROP VIEW public.audit_feed")
+    assert run_cli("uninstall", "--drop-log", dsn=db.dsn).exit_code == 0
+    assert db.sql("SELECT to_regclass('simtrail.changes') IS NULL AS gone")[0]["gone"]

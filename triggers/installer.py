@@ -181,5 +181,13 @@ def uninstall(conn: Conn, *, drop_log: bool = False, dry_run: bool = False) -> d
         conn.execute(q("install_lock"))
         detached = [r["name"] for r in conn.execute(q("detach_everything"))]
         if drop_log:
+            dependents = [r["object"] for r in conn.execute(q("outside_dependents"))]
+            if dependents:
+                raise SimtrailError(
+                    "refusing to drop schema simtrail: "
+                    + ", ".join(dependents[:5])
+                    + (f" and {len(dependents) - 5} more" if len(dependents) > 5 else "")
+                    + " depend on it; drop or change them first"
+                )
             conn.execute(q("drop_schema"))
     return {"dry_run": dry_run, "detached": sorted(set(detached)), "dropped_log": drop_log}

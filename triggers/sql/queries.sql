@@ -117,3 +117,24 @@ WHERE c.tenant_id = %(tenant)s
   AND (%(since)s::timestamptz IS NULL OR c.changed_at >= %(since)s)
 ORDER BY c.id DESC
 LIMIT %(limit)s
+
+-- name: outside_dependents
+-- Objects outside schema simtrail that DROP SCHEMA … CASCADE would take with it.
+SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) AS object
+FROM pg_depend AS d
+WHERE d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
+  AND d.refobjid IN (SELECT c.oid FROM pg_class AS c
+                     WHERE c.relnamespace = 'simtrail'::regnamespace)
+  AND NOT (d.classid = 'pg_class'::regclass
+           AND d.objid IN (SELECT c.oid FROM pg_class AS c
+                           WHERE c.relnamespace = 'simtrail'::regnamespace))
+  AND NOT (d.classid = 'pg_rewrite'::regclass
+           AND d.objid IN (SELECT r.oid FROM pg_rewrite AS r JOIN pg_class AS v ON v.oid = r.ev_class
+                           WHERE v.relnamespace = 'simtrail'::regnamespace))
+  AND NOT (d.classid = 'pg_attrdef'::regclass
+           AND d.objid IN (SELECT a.oid FROM pg_attrdef AS a JOIN pg_class AS t ON t.oid = a.adrelid
+                           WHERE t.relnamespace = 'simtrail'::regnamespace))
+  AND NOT (d.classid = 'pg_constraint'::regclass
+           AND d.objid IN (SELECT k.oid FROM pg_constraint AS k
+                           WHERE k.connamespace = 'simtrail'::regnamespace))
+ORDER BY 1
