@@ -224,13 +224,15 @@ BEGIN
     ELSE
         WITH pairs AS (
             SELECT o.tenant AS old_tenant, n.tenant AS new_tenant, o.keyed AS old_keyed,
-                   n.keyed AS new_keyed, o.img AS old_img, n.img AS new_img, n.pk
+                   n.keyed AS new_keyed, o.img AS old_img, n.img AS new_img, n.pk,
+                   CASE WHEN o.pk <> n.pk THEN o.pk END AS old_pk
             FROM (%4$s) AS o
             JOIN (%3$s) AS n ON n.rn = o.rn
         )%7$s
             INSERT INTO simtrail.changes
-                (tenant_id, table_name, operation, row_pk, old_data, new_data, xact_id, moved)
-            SELECT s.tenant, %2$L, 'UPDATE', p.pk, p.old_img, p.new_img, v_xid, s.moved
+                (tenant_id, table_name, operation, row_pk, old_pk, old_data, new_data, xact_id,
+                 moved)
+            SELECT s.tenant, %2$L, 'UPDATE', p.pk, p.old_pk, p.old_img, p.new_img, v_xid, s.moved
             FROM pairs AS p
             CROSS JOIN LATERAL (
                 SELECT p.old_tenant, NULL::text WHERE p.old_tenant IS NOT DISTINCT FROM p.new_tenant

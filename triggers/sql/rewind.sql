@@ -157,8 +157,10 @@ BEGIN
 END
 $$;
 
--- Which of the tenant's changes a rewind to p_target undoes: fills
--- pg_temp.simtrail_undo with their ids and returns how the target resolved.
+-- Which of the tenant's changes a rewind to p_target undoes. Returns how the
+-- target resolved, with `predicate`: a condition on simtrail.changes AS c
+-- selecting exactly those changes (time targets list them in
+-- pg_temp.simtrail_undo first).
 -- TARGET is `mark:NAME`, `change:ID`, or an ISO-8601 time.
 CREATE OR REPLACE FUNCTION simtrail.resolve_target(p_tenant text, p_target text)
 RETURNS jsonb
@@ -190,13 +192,13 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         -- Exactly the transactions that had not committed when the mark was taken.
-        INSERT INTO pg_temp.simtrail_undo
-        SELECT c.id FROM simtrail.changes AS c
-        WHERE c.tenant_id = p_tenant AND c.id >= v_mark.scan_from
-          AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, v_mark.snapshot);
         RETURN pg_catalog.jsonb_build_object(
             'kind', 'mark', 'mark', v_mark.name, 'mark_id', v_mark.id,
-            'at', v_mark.created_at, 'resolved_by', 'mark snapshot (exact)');
+            'at', v_mark.created_at, 'resolved_by', 'mark snapshot (exact)',
+            'predicate', pg_catalog.format(
+                'c.tenant_id = %L AND c.id >= %s'
+                ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
+                p_tenant, v_mark.scan_from, v_mark.snapshot));
     END IF;
 
     IF pg_catalog.starts_with(p_target, 'change:') THEN
@@ -223,11 +225,10 @@ BEGIN
             RAISE EXCEPTION 'change % falls inside transaction %, which committed around it; pick a change of a later transaction',
                 v_change.id, v_straddler USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        INSERT INTO pg_temp.simtrail_undo
-        SELECT c.id FROM simtrail.changes AS c WHERE c.tenant_id = p_tenant AND c.id > v_boundary;
         RETURN pg_catalog.jsonb_build_object(
             'kind', 'change', 'change', v_change.id, 'at', v_change.changed_at,
-            'resolved_by', 'change order (exact)');
+            'resolved_by', 'change order (exact)',
+            'predicate', pg_catalog.format('c.tenant_id = %L AND c.id > %s', p_tenant, v_boundary));
     END IF;
 
     BEGIN
@@ -275,25 +276,11 @@ BEGIN
     END LOOP;
     RETURN pg_catalog.jsonb_build_object(
         'kind', 'time', 'at', v_time,
-        'resolved_by', 'transaction start times (exact to the transaction; ticks not yet recorded)');
+        'resolved_by', 'transaction start times (exact to the transaction; ticks not yet recorded)',
+        'predicate', pg_catalog.format(
+            'c.tenant_id = %L AND c.id >= %s AND c.id IN (SELECT z.id FROM pg_temp.simtrail_undo AS z)',
+            p_tenant, coalesce((SELECT pg_catalog.min(z.id) FROM pg_temp.simtrail_undo AS z), 0)));
 END
-$$;
-
--- The primary key of a row image, as jsonb; NULL for no image.
-CREATE OR REPLACE FUNCTION simtrail.image_key(p_img jsonb, p_pk text[])
-RETURNS jsonb
-LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
-    SELECT CASE WHEN p_img IS NOT NULL THEN
-        (SELECT pg_catalog.jsonb_object_agg(k, p_img -> k) FROM pg_catalog.unnest(p_pk) AS k) END
-$$;
-
--- True when every column the (normalised) image holds has the same value in
--- the live row. Columns added since the image was taken are not compared.
-CREATE OR REPLACE FUNCTION simtrail.image_agrees(p_img jsonb, p_live jsonb)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
-    SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(p_img) AS e
-                       WHERE p_live -> e.key IS DISTINCT FROM e.value)
 $$;
 
 -- Columns a rewind may write: not dropped, not generated; identity columns
@@ -358,58 +345,72 @@ DECLARE
     v_pk_match text;
     v_problem text;
     v_count bigint;
+    v_undone bigint;
+    v_predicate text;
 BEGIN
     v_resolved := simtrail.resolve_target(p_tenant, p_target);
 
-    SELECT c.table_name INTO v_missing
-    FROM pg_temp.simtrail_undo AS u JOIN simtrail.changes AS c ON c.id = u.id
-    WHERE c.table_name NOT IN (SELECT t.table_name FROM simtrail.captured_tables AS t) LIMIT 1;
+    v_predicate := v_resolved ->> 'predicate';
+    v_resolved := v_resolved - 'predicate';
+
+    -- Each change, seen from this tenant, as one or two per-key events: the
+    -- old key (its row before the change) and, when the key changed, the new
+    -- key arriving. `code` orders events (id * 2, + 1 for a new key) and says
+    -- which side of the change an event stands for. One pass over the log
+    -- keeps only the first and last event per row; the images of just those
+    -- are fetched afterwards, so little beyond the keys is read per change.
+    CREATE TEMP TABLE IF NOT EXISTS simtrail_keys (
+        table_name text, key jsonb, target_img jsonb, last_img jsonb
+    ) ON COMMIT DROP;
+    TRUNCATE pg_temp.simtrail_keys;
+    EXECUTE pg_catalog.format($q$
+        WITH events AS MATERIALIZED (
+            SELECT c.table_name, e.key, e.code, c.operation = 'INSERT' AS inserted
+            FROM simtrail.changes AS c
+            CROSS JOIN LATERAL (
+                SELECT CASE c.operation WHEN 'INSERT' THEN NULL
+                                        WHEN 'UPDATE' THEN coalesce(c.old_pk, c.row_pk)
+                                        ELSE c.row_pk END, c.id * 2
+                UNION ALL
+                SELECT CASE WHEN c.operation = 'INSERT' OR c.old_pk IS NOT NULL THEN c.row_pk END,
+                       c.id * 2 + 1
+            ) AS e (key, code)
+            WHERE %s AND e.key IS NOT NULL
+        ), kept AS (
+            INSERT INTO pg_temp.simtrail_keys (table_name, key, target_img, last_img)
+            SELECT g.table_name, g.key,
+                   CASE WHEN g.first_code %% 2 = 0 AND f.moved IS DISTINCT FROM 'in'
+                        THEN f.old_data END,
+                   CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL
+                        WHEN g.last_code %% 2 = 1 THEN l.new_data
+                        -- The old-key side of a change: the row is still there
+                        -- after it only if the change kept the key.
+                        WHEN l.old_pk IS NULL THEN l.new_data END
+            FROM (SELECT ev.table_name, ev.key, pg_catalog.min(ev.code) AS first_code,
+                         pg_catalog.max(ev.code) AS last_code
+                  FROM events AS ev GROUP BY 1, 2) AS g
+            JOIN simtrail.changes AS f ON f.id = g.first_code / 2
+            JOIN simtrail.changes AS l ON l.id = g.last_code / 2
+            RETURNING 1
+        )
+        SELECT (SELECT pg_catalog.count(*) FROM kept),
+               (SELECT pg_catalog.count(*) FILTER (WHERE ev.code %% 2 = 0 OR ev.inserted) FROM events AS ev)
+        $q$, v_predicate)
+    INTO v_count, v_undone;
+    v_resolved := v_resolved || pg_catalog.jsonb_build_object('changes_undone', v_undone);
+
+    SELECT k.table_name INTO v_missing FROM pg_temp.simtrail_keys AS k
+    WHERE k.table_name NOT IN (SELECT t.table_name FROM simtrail.captured_tables AS t) LIMIT 1;
     IF v_missing IS NOT NULL THEN
-        RAISE EXCEPTION 'the changes to undo include % , which is no longer captured; enable it again first',
+        RAISE EXCEPTION 'the changes to undo include %, which is no longer captured; enable it again first',
             v_missing USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
 
-    -- Each change, seen from this tenant, as one or two per-key events: the
-    -- row before (NULL: absent from the tenant) and after. A key change is
-    -- the old key leaving and the new key arriving.
-    CREATE TEMP TABLE IF NOT EXISTS simtrail_events (
-        id bigint, table_name text, key jsonb, before_img jsonb, after_img jsonb
-    ) ON COMMIT DROP;
-    TRUNCATE pg_temp.simtrail_events;
-    INSERT INTO pg_temp.simtrail_events
-    SELECT c.id, c.table_name, e.key, e.before_img, e.after_img
-    FROM pg_temp.simtrail_undo AS u
-    JOIN simtrail.changes AS c ON c.id = u.id
-    JOIN simtrail.captured_tables AS t ON t.table_name = c.table_name
-    CROSS JOIN LATERAL (SELECT simtrail.image_key(c.old_data, t.pk_columns) AS old_key,
-                               simtrail.image_key(c.new_data, t.pk_columns) AS new_key) AS k
-    CROSS JOIN LATERAL (
-        SELECT k.old_key,
-               CASE WHEN c.moved IS DISTINCT FROM 'in' THEN c.old_data END,
-               CASE WHEN k.new_key = k.old_key AND c.moved IS DISTINCT FROM 'out' THEN c.new_data END
-        WHERE k.old_key IS NOT NULL
-        UNION ALL
-        SELECT k.new_key, NULL::jsonb,
-               CASE WHEN c.moved IS DISTINCT FROM 'out' THEN c.new_data END
-        WHERE k.new_key IS NOT NULL AND k.new_key IS DISTINCT FROM k.old_key
-    ) AS e (key, before_img, after_img);
-
-    -- Per row: the target is the state before its first undone change; the
-    -- last logged state is the one after its last.
     CREATE TEMP TABLE IF NOT EXISTS simtrail_net (
         table_name text, key jsonb, target_img jsonb, last_img jsonb, live_img jsonb,
         live_tenant text, action text, drift boolean NOT NULL DEFAULT false
     ) ON COMMIT DROP;
     TRUNCATE pg_temp.simtrail_net;
-    INSERT INTO pg_temp.simtrail_net (table_name, key, target_img, last_img)
-    SELECT f.table_name, f.key, f.before_img, l.after_img
-    FROM (SELECT DISTINCT ON (ev.table_name, ev.key) ev.table_name, ev.key, ev.before_img
-          FROM pg_temp.simtrail_events AS ev ORDER BY ev.table_name, ev.key, ev.id) AS f
-    JOIN (SELECT DISTINCT ON (ev.table_name, ev.key) ev.table_name, ev.key, ev.after_img
-          FROM pg_temp.simtrail_events AS ev ORDER BY ev.table_name, ev.key, ev.id DESC) AS l
-      USING (table_name, key);
-    CREATE INDEX IF NOT EXISTS simtrail_net_key ON pg_temp.simtrail_net (table_name, key);
-    ANALYZE pg_temp.simtrail_net;
 
     -- Lock and read the live rows, with the tenant each belongs to now. NO KEY
     -- UPDATE, not UPDATE: a writer of this tenant waiting on our tenant lock
@@ -418,59 +419,67 @@ BEGIN
     FOR r IN
         SELECT t.relid, t.table_name, t.pk_columns, t.tenant_path
         FROM simtrail.captured_tables AS t
-        WHERE t.table_name IN (SELECT DISTINCT n.table_name FROM pg_temp.simtrail_net AS n)
+        WHERE t.table_name IN (SELECT DISTINCT k.table_name FROM pg_temp.simtrail_keys AS k)
         ORDER BY t.table_name
     LOOP
         v_lookup := simtrail.render_tenant_lookup(r.tenant_path, 'r');
-        SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = k.%I', c, c), ' AND ')
-          INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS c;
-        EXECUTE pg_catalog.format(
-            'SELECT pg_catalog.count(*) FROM (SELECT 1 FROM pg_temp.simtrail_net AS n'
-            ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.key) AS k'
-            ' JOIN %1$s AS r ON %2$s WHERE n.table_name = %3$L FOR NO KEY UPDATE OF r) AS locked',
-            r.relid::regclass, v_pk_match, r.table_name);
-        EXECUTE pg_catalog.format(
-            'UPDATE pg_temp.simtrail_net AS n SET live_img = s.img, live_tenant = s.tenant'
-            ' FROM (SELECT n2.key, pg_catalog.to_jsonb(r) AS img, %4$s AS tenant'
-            '       FROM pg_temp.simtrail_net AS n2'
-            '       CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n2.key) AS k'
-            '       JOIN %1$s AS r ON %2$s%5$s WHERE n2.table_name = %3$L) AS s'
-            ' WHERE n.table_name = %3$L AND n.key = s.key',
-            r.relid::regclass, v_pk_match, r.table_name, v_lookup ->> 'tenant',
-            v_lookup ->> 'joins');
-        -- Images pass through the table's own types before comparing, so a
-        -- timestamptz logged in another time zone still compares equal.
-        EXECUTE pg_catalog.format(
-            'UPDATE pg_temp.simtrail_net AS n SET'
-            ' target_img = CASE WHEN n.target_img IS NOT NULL THEN'
-            '   (SELECT pg_catalog.jsonb_object_agg(e.key, e.value) FROM pg_catalog.jsonb_each('
-            '      pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img))) AS e'
-            '    WHERE n.target_img ? e.key) END,'
-            ' last_img = CASE WHEN n.last_img IS NOT NULL THEN'
-            '   (SELECT pg_catalog.jsonb_object_agg(e.key, e.value) FROM pg_catalog.jsonb_each('
-            '      pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(NULL::%1$s, n.last_img))) AS e'
-            '    WHERE n.last_img ? e.key) END'
-            ' WHERE n.table_name = %2$L',
-            r.relid::regclass, r.table_name);
+        SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = (k2.key ->> %L)::%s', a.attname,
+                   a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ' AND ')
+          INTO v_pk_match
+          FROM pg_catalog.unnest(r.pk_columns) AS c
+          JOIN pg_catalog.pg_attribute AS a ON a.attrelid = r.relid AND a.attname = c;
+        -- Images logged in another session may spell values differently (a
+        -- timestamptz in another time zone): where the text differs from the
+        -- live row, pass them through the table's own types before comparing.
+        -- An image agrees with the live row when every column it holds has
+        -- the same value there (columns added since are not compared).
+        EXECUTE pg_catalog.format($q$
+            INSERT INTO pg_temp.simtrail_net
+                (table_name, key, target_img, last_img, live_img, live_tenant, action, drift)
+            SELECT x.table_name, x.key, x.target_img, x.last_img, x.live_img, x.live_tenant,
+                   CASE WHEN x.target_img IS NOT NULL AND x.live_img IS NULL THEN 'restore'
+                        WHEN x.target_img IS NOT NULL AND x.live_tenant IS NOT NULL
+                             AND x.live_tenant <> $1 THEN 'conflict'
+                        WHEN x.target_img IS NOT NULL AND (x.target_img = x.live_img OR NOT EXISTS (
+                                 SELECT 1 FROM pg_catalog.jsonb_each(x.target_img) AS e
+                                 WHERE x.live_img -> e.key IS DISTINCT FROM e.value)) THEN 'keep'
+                        WHEN x.target_img IS NOT NULL THEN 'revert'
+                        WHEN x.live_img IS NOT NULL AND x.live_tenant = $1 THEN 'delete'
+                        ELSE 'keep' END,
+                   -- The live row must be what the log last said it was;
+                   -- otherwise someone wrote with the capture triggers off.
+                   CASE WHEN x.last_img IS NOT NULL THEN
+                            x.live_img IS NULL OR x.live_tenant IS DISTINCT FROM $1
+                            OR (x.last_img <> x.live_img AND EXISTS (
+                                    SELECT 1 FROM pg_catalog.jsonb_each(x.last_img) AS e
+                                    WHERE x.live_img -> e.key IS DISTINCT FROM e.value))
+                        ELSE x.live_img IS NOT NULL AND x.live_tenant = $1 END
+            FROM (
+                SELECT k.table_name, k.key, s.img AS live_img, s.tenant AS live_tenant,
+                       CASE WHEN k.target_img <> s.img THEN
+                           (SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
+                            FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb(
+                                     pg_catalog.jsonb_populate_record(NULL::%1$s, k.target_img))) AS e
+                            WHERE k.target_img ? e.key)
+                        ELSE k.target_img END AS target_img,
+                       CASE WHEN k.last_img <> s.img THEN
+                           (SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
+                            FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb(
+                                     pg_catalog.jsonb_populate_record(NULL::%1$s, k.last_img))) AS e
+                            WHERE k.last_img ? e.key)
+                        ELSE k.last_img END AS last_img
+                FROM pg_temp.simtrail_keys AS k
+                LEFT JOIN (SELECT k2.key, pg_catalog.to_jsonb(r) AS img, %4$s AS tenant
+                           FROM pg_temp.simtrail_keys AS k2
+                           JOIN %1$s AS r ON %2$s%5$s
+                           WHERE k2.table_name = %3$L
+                           FOR NO KEY UPDATE OF r) AS s ON s.key = k.key
+                WHERE k.table_name = %3$L
+            ) AS x
+            $q$, r.relid::regclass, v_pk_match, r.table_name, v_lookup ->> 'tenant',
+            v_lookup ->> 'joins')
+        USING p_tenant;
     END LOOP;
-
-    UPDATE pg_temp.simtrail_net AS n SET
-        action = CASE
-            WHEN n.target_img IS NOT NULL AND n.live_img IS NULL THEN 'restore'
-            WHEN n.target_img IS NOT NULL AND n.live_tenant IS NOT NULL
-                 AND n.live_tenant <> p_tenant THEN 'conflict'
-            WHEN n.target_img IS NOT NULL
-                 AND simtrail.image_agrees(n.target_img, n.live_img) THEN 'keep'
-            WHEN n.target_img IS NOT NULL THEN 'revert'
-            WHEN n.live_img IS NOT NULL AND n.live_tenant = p_tenant THEN 'delete'
-            ELSE 'keep' END,
-        -- The live row must be what the log last said it was; otherwise
-        -- someone wrote with the capture triggers off.
-        drift = CASE
-            WHEN n.last_img IS NOT NULL THEN
-                n.live_img IS NULL OR n.live_tenant IS DISTINCT FROM p_tenant
-                OR NOT simtrail.image_agrees(n.last_img, n.live_img)
-            ELSE n.live_img IS NOT NULL AND n.live_tenant = p_tenant END;
 
     SELECT pg_catalog.count(*),
            pg_catalog.string_agg(pg_catalog.format('%s %s (now in tenant %s)', n.table_name, n.key,
@@ -756,7 +765,8 @@ BEGIN
         END;
     END LOOP;
 
-    SELECT pg_catalog.count(*) INTO v_undone FROM pg_temp.simtrail_undo;
+    v_undone := (v_resolved ->> 'changes_undone')::bigint;
+    v_resolved := v_resolved - 'changes_undone';
     SELECT coalesce(pg_catalog.jsonb_object_agg(x.table_name, pg_catalog.jsonb_build_object(
                'deleted', x.deleted, 'restored', x.restored, 'reverted', x.reverted)), '{}')
       INTO v_tables

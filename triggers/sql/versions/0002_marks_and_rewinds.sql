@@ -32,6 +32,10 @@ CREATE INDEX rewinds_tenant_idx ON simtrail.rewinds (tenant_id, id);
 -- The changes a rewind makes are captured like any others, and tagged.
 ALTER TABLE simtrail.transactions ADD COLUMN rewind_id bigint;
 
+-- An update that changed the primary key keeps the old key here (row_pk
+-- holds the new one), so a rewind can pair keys without reading images.
+ALTER TABLE simtrail.changes ADD COLUMN old_pk jsonb;
+
 CREATE OR REPLACE VIEW simtrail.simulation_tenant_changes AS
 SELECT c.id,
        c.tenant_id,
@@ -44,7 +48,8 @@ SELECT c.id,
        c.changed_at,
        t.actor,
        c.moved,
-       t.rewind_id
+       t.rewind_id,
+       c.old_pk
 FROM simtrail.changes AS c
 LEFT JOIN simtrail.transactions AS t USING (xact_id);
 
