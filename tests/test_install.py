@@ -295,7 +295,8 @@ def test_uninstall_when_not_installed_fails_cleanly(clinic_db: Database) -> None
 def test_drop_log_refuses_to_take_the_users_objects_with_it(installed_db: Database) -> None:
     db = installed_db
     db.sql(
-        "CREATE VIEW public.audit_feed AS SELECT id, tenant_id FROM simtrail.simulation_tenant_changes"
+        "CREATE VIEW public.audit_feed AS"
+        " SELECT id, tenant_id FROM simtrail.simulation_tenant_changes"
     )
     result = run_cli("uninstall", "--drop-log", dsn=db.dsn)
     assert result.exit_code != 0
