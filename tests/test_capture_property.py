@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from tests import histories, logcheck
 from tests.conftest import Database
 
-EXAMPLES = int(os.environ.get("SIMTRAIL_PROPERTY_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("SIMTRAIL_CAPTURE_EXAMPLES", "60"))
 
 
 @settings(
