@@ -1,0 +1,85 @@
+"""The Rewind section of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import statistics
+
+from bench.rewind import Plan, Results, p99
+
+X = "\u00d7"
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _ratios(top: list[float], bottom: list[float]) -> float:
+    return _median([a / b for a, b in zip(top, bottom, strict=True) if b])
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def render(results: Results, plan: Plan) -> str:
+    lines = [
+        "## Rewind",
+        "",
+        "A class of 30 patients (plus two other classes) on the clinic schema, with "
+        f"{plan.vitals_per_patient} vitals per patient charted before launch. After the "
+        "`launch` mark the class charts new vitals, discharges one patient (a cascade "
+        "through every child table) and corrects a tenth of its vitals round after "
+        "round until the log holds the number of changes below. Each repeat rolls back, "
+        f"so all start from the same state; medians of {plan.repeats} interleaved repeats.",
+        "",
+        "- **simtrail**: `simtrail.rewind(class, 'mark:launch', false)`, capture of its "
+        "own changes included;",
+        "- **(a) full restore**: what the user does today: delete all the class's rows, "
+        "re-insert them from the JSON snapshot saved at launch;",
+        "- **(b) bare DML**: set-based DELETE/UPDATE/INSERT of exactly the net rows from "
+        "a side copy prepared beforehand (the floor).",
+        "",
+        "(a) and (b) run in replica mode with simtrail's triggers off: no capture, no "
+        "foreign-key checks.",
+        "",
+        "| changes undone | rows touched | class rows | simtrail s | (a) s | (b) s "
+        "| simtrail/(b) | (a)/simtrail | changes/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in results.sizes:
+        rewind = _median(s.simtrail)
+        lines.append(
+            f"| {s.changes:,} | {s.rows_touched:,} | {s.class_rows:,} | {rewind:.3f} "
+            f"| {_median(s.full_restore):.3f} | {_median(s.bare_dml):.3f} "
+            f"| {_ratios(s.simtrail, s.bare_dml):.2f}{X} "
+            f"| {_ratios(s.full_restore, s.simtrail):.1f}{X} "
+            f"| {s.changes / rewind:,.0f} |"
+        )
+    worst_speed = min((s.changes / _median(s.simtrail) for s in results.sizes), default=0.0)
+    worst_vs_b = max((_ratios(s.simtrail, s.bare_dml) for s in results.sizes), default=0.0)
+    small = [s for s in results.sizes if s.rows_touched <= 0.1 * s.class_rows]
+    worst_vs_a = min((_ratios(s.full_restore, s.simtrail) for s in small), default=float("nan"))
+    big_log = _ratios(results.big_log, results.empty_log) if results.big_log else float("nan")
+    idle, busy = p99(results.idle_latencies_ms), p99(results.busy_latencies_ms)
+    lines += [
+        "",
+        f"With {results.other_log_rows:,} log rows of another class added, the largest "
+        f"rewind took {_median(results.big_log):.3f} s against {_median(results.empty_log):.3f} s "
+        f"before ({big_log:.2f}{X}).",
+        f"Another class's single-row inserts (2 clients): p99 {idle:.1f} ms idle, "
+        f"{busy:.1f} ms while rewinds ran back to back ({busy / idle:.2f}{X}; "
+        f"{len(results.idle_latencies_ms):,} and {len(results.busy_latencies_ms):,} samples).",
+        "",
+        "| target | reached | met |",
+        "|---|---|---|",
+        f"| ≥ 300,000 changes undone per second | {worst_speed:,.0f}/s (slowest size) "
+        f"| {_met(worst_speed >= 300_000)} |",
+        f"| ≤ 2{X} bare DML (b) | {worst_vs_b:.2f}{X} (worst size) | {_met(worst_vs_b <= 2)} |",
+        f"| ≥ 10{X} faster than full restore (a) when ≤ 10% of the class changed "
+        f"| {worst_vs_a:.1f}{X} | {_met(worst_vs_a >= 10)} |",
+        f"| ≤ 1.2{X} with {results.other_log_rows:,} other log rows | {big_log:.2f}{X} "
+        f"| {_met(big_log <= 1.2)} |",
+        f"| other classes' write p99 ≤ 2{X} idle | {busy / idle:.2f}{X} "
+        f"| {_met(busy / idle <= 2)} |",
+    ]
+    return "\n".join(lines)
