@@ -39,7 +39,7 @@ def _translate(exc: psycopg.Error) -> SimtrailError:
         exc, psycopg.errors.ObjectNotInPrerequisiteState | psycopg.errors.ForeignKeyViolation
     ):
         return RefusedError(message)
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
+    if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.InsufficientPrivilege):
         return RefusedError(message)
     return SimtrailError(f"database: {message}")
 

@@ -530,7 +530,12 @@ BEGIN
     BEGIN
         PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
     EXCEPTION WHEN insufficient_privilege THEN
-        v_mode := 'origin';
+        -- Without replica mode the application's triggers would rewrite
+        -- restored rows (updated_at, tenant fillers): refuse rather than be
+        -- inexact. The install role must be a superuser or, on Supabase, the
+        -- postgres role, which may set this parameter.
+        RAISE EXCEPTION 'refused: the role owning simtrail (%) may not set session_replication_role, which an exact rewind needs',
+            current_user USING ERRCODE = 'insufficient_privilege';
     END;
 
     FOR r IN
@@ -615,10 +620,8 @@ BEGIN
         END LOOP;
     END LOOP;
 
-    IF v_mode = 'replica' THEN
-        PERFORM pg_catalog.set_config('session_replication_role', 'origin', true);
-        PERFORM simtrail.rewind_check_foreign_keys();
-    END IF;
+    PERFORM pg_catalog.set_config('session_replication_role', 'origin', true);
+    PERFORM simtrail.rewind_check_foreign_keys();
     RETURN v_mode;
 END
 $$;
