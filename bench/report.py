@@ -440,7 +440,44 @@ def _why(anatomy: Anatomy) -> list[str]:
             "",
             *out,
             "",
+            *_reach(anatomy),
         ]
+    return out
+
+
+def _reach(anatomy: Anatomy) -> list[str]:
+    """What the anatomy says about how far each target is, beyond tuning."""
+    out = []
+    kind, _ = _anatomy_kind(anatomy, False)
+    register, naive, none = "register", "naive", "none"
+    for op in OPS:
+        reg, pro = _cost(anatomy, kind, register, op), _cost(anatomy, kind, "prologue", op)
+        nv, no = _cost(anatomy, kind, naive, op), _cost(anatomy, kind, none, op)
+        if None in (reg, pro, nv, no):
+            continue
+        assert reg is not None and pro is not None and nv is not None and no is not None
+        if reg - pro > nv - no:
+            out.append(
+                f"- Single-row {op}: registering the transaction alone (begin_xact, "
+                f"{micros(reg - pro)} µs) costs more than the naive trigger's whole overhead "
+                f"({micros(nv - no)} µs), so simtrail cannot match the naive trigger on "
+                "autocommit statements while every transaction writes its own row."
+            )
+    kind, _ = _anatomy_kind(anatomy, True)
+    for op in OPS:
+        bare, no = _cost(anatomy, kind, "no_json", op), _cost(anatomy, kind, none, op)
+        if bare is None or no is None or no <= 0:
+            continue
+        if bare / no > BULK_TARGET:
+            out.append(
+                f"- Bulk {op}: even with no jsonb images built at all, simtrail took "
+                f"{bare / no:.1f}{X} the no-trigger time: on this table the statement itself "
+                "is cheaper than writing one log row per changed row, so the "
+                f"≤ {BULK_TARGET}{X} target is out of reach for a capture that writes one log "
+                "row per changed row."
+            )
+    if out:
+        out = ["How far the targets are beyond tuning:", "", *out, ""]
     return out
 
 

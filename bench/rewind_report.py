@@ -28,7 +28,7 @@ def render(results: Results, plan: Plan) -> str:
         "A class of 30 patients (plus two other classes) on the clinic schema, with "
         f"{plan.vitals_per_patient} vitals per patient charted before launch. After the "
         "`launch` mark the class charts new vitals, discharges one patient (a cascade "
-        "through every child table) and corrects a tenth of its vitals round after "
+        "through every child table) and corrects a twentieth of its vitals round after "
         "round until the log holds the number of changes below. Each repeat rolls back, "
         f"so all start from the same state; medians of {plan.repeats} interleaved repeats.",
         "",

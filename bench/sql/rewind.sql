@@ -9,9 +9,9 @@ FROM public.patients AS p, generate_series(1, %(per_patient)s) AS g
 WHERE p.tenant_id = %(tenant)s
 
 -- name: session_updates
--- One round of charting corrections on a tenth of the class's vitals.
+-- One round of charting corrections on a twentieth of the class's vitals.
 UPDATE public.patient_vitals SET heart_rate = heart_rate + 1, pain_score = %(round)s %% 10
-WHERE tenant_id = %(tenant)s AND abs(hashtext(id::text)) %% 10 = 0
+WHERE tenant_id = %(tenant)s AND abs(hashtext(id::text)) %% 20 = 0
 
 -- name: session_inserts
 INSERT INTO public.patient_vitals (tenant_id, patient_id, heart_rate)

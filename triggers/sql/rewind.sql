@@ -399,6 +399,7 @@ BEGIN
     INTO v_count, v_undone;
     v_resolved := v_resolved || pg_catalog.jsonb_build_object('changes_undone', v_undone);
 
+    ANALYZE pg_temp.simtrail_keys;
     SELECT k.table_name INTO v_missing FROM pg_temp.simtrail_keys AS k
     WHERE k.table_name NOT IN (SELECT t.table_name FROM simtrail.captured_tables AS t) LIMIT 1;
     IF v_missing IS NOT NULL THEN
@@ -475,6 +476,8 @@ BEGIN
                            WHERE k2.table_name = %3$L
                            FOR NO KEY UPDATE OF r) AS s ON s.key = k.key
                 WHERE k.table_name = %3$L
+                -- A fence: computed once per row, not once per use above.
+                OFFSET 0
             ) AS x
             $q$, r.relid::regclass, v_pk_match, r.table_name, v_lookup ->> 'tenant',
             v_lookup ->> 'joins')
@@ -549,8 +552,8 @@ BEGIN
         SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = k.%I', x, x), ' AND ')
           INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS x;
         EXECUTE pg_catalog.format(
-            'DELETE FROM %1$s AS r USING (SELECT (pg_catalog.jsonb_populate_record(NULL::%1$s, n.key)).*'
-            ' FROM pg_temp.simtrail_net AS n WHERE n.table_name = %2$L AND n.action = ''delete'') AS k'
+            'DELETE FROM %1$s AS r USING (SELECT j.* FROM pg_temp.simtrail_net AS n'
+            ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.key) AS j WHERE n.table_name = %2$L AND n.action = ''delete'') AS k'
             ' WHERE %3$s', r.relid::regclass, r.table_name, v_pk_match);
     END LOOP;
 
@@ -599,8 +602,9 @@ BEGIN
             IF c.action = 'revert' THEN
                 EXECUTE pg_catalog.format(
                     'UPDATE %1$s AS r SET (%4$s) = ROW(%5$s)'
-                    ' FROM (SELECT (pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img)).*'
-                    '       FROM pg_temp.simtrail_net AS n WHERE n.table_name = %2$L'
+                    ' FROM (SELECT j.* FROM pg_temp.simtrail_net AS n'
+                    '       CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img) AS j'
+                    '       WHERE n.table_name = %2$L'
                     '         AND n.action = ''revert'' AND (SELECT pg_catalog.array_agg(e ORDER BY e)'
                     '             FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) = %6$L'
                     '         AND EXISTS (SELECT 1 FROM pg_catalog.unnest(%7$L::text[]) AS u'
@@ -611,8 +615,9 @@ BEGIN
             ELSE
                 EXECUTE pg_catalog.format(
                     'INSERT INTO %1$s AS r (%3$s) OVERRIDING SYSTEM VALUE SELECT %4$s'
-                    ' FROM (SELECT (pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img)).*'
-                    '       FROM pg_temp.simtrail_net AS n WHERE n.table_name = %2$L'
+                    ' FROM (SELECT j.* FROM pg_temp.simtrail_net AS n'
+                    '       CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img) AS j'
+                    '       WHERE n.table_name = %2$L'
                     '         AND n.action = ''restore'' AND (SELECT pg_catalog.array_agg(e ORDER BY e)'
                     '             FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) = %5$L) AS k',
                     r.relid::regclass, r.table_name, v_list, v_values, c.keys);
@@ -686,8 +691,8 @@ BEGIN
         IF k.parent_name IS NOT NULL THEN
             EXECUTE pg_catalog.format(
                 'SELECT pg_catalog.count(*) FROM %1$s AS c'
-                ' JOIN (SELECT DISTINCT (pg_catalog.jsonb_populate_record(NULL::%2$s, n.live_img)).*'
-                '       FROM pg_temp.simtrail_net AS n'
+                ' JOIN (SELECT DISTINCT j.* FROM pg_temp.simtrail_net AS n'
+                '       CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%2$s, n.live_img) AS j'
                 '       WHERE n.table_name = %3$L AND n.action IN (''revert'', ''delete'')) AS k ON %4$s'
                 ' WHERE NOT EXISTS (SELECT 1 FROM %2$s AS p WHERE %5$s)',
                 k.child, k.parent, k.parent_name, v_join, v_parent_match)
