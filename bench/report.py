@@ -395,7 +395,8 @@ LADDER = (
 
 
 def signed(value: float, fmt: Callable[[float], str]) -> str:
-    return f"{MINUS}{fmt(-value)}" if value < 0 else fmt(value)
+    text = fmt(abs(value))
+    return f"{MINUS}{text}" if value < 0 and text.strip("0.,") else text
 
 
 def _why(anatomy: Anatomy) -> list[str]:
@@ -517,9 +518,9 @@ def _anatomy(anatomy: Anatomy) -> list[str]:
                 elif base is None or variant.key == "simtrail" or variant.config != "simtrail":
                     cells.append(fmt(cost))
                 else:
-                    delta = cost - base
-                    sign = "+" if delta >= 0 else MINUS
-                    cells.append(f"{fmt(cost)} ({sign}{fmt(abs(delta))})")
+                    delta = signed(cost - base, fmt)
+                    sign = "" if delta.startswith(MINUS) else "+"
+                    cells.append(f"{fmt(cost)} ({sign}{delta})")
         out.append(f"| {variant.label} | " + " | ".join(cells) + " |")
     out += [
         "",
