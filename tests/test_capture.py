@@ -343,3 +343,38 @@ def test_replica_mode_does_not_bypass_capture(seeded_db: Database) -> None:
     assert row is not None
     assert len(changes_since(db, since)) > 0
     assert_log_matches_live(db)
+
+
+def test_large_updates_on_a_pooled_connection_pair_rows_exactly(seeded_db: Database) -> None:
+    """Past 64 rows an UPDATE is captured through its own plan, not the cached one."""
+    db = seeded_db
+    t0, t1, _ = tenants(db)
+    patient = a_patient(db, t0)["id"]
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO public.patient_vitals (tenant_id, patient_id, heart_rate, blood_pressure)"
+            " SELECT %s, %s, g, 'bulk' FROM generate_series(1, 1000) AS g",
+            (t0, patient),
+        )
+        # Single-row statements first, so the session has cached small plans.
+        for _ in range(10):
+            conn.execute(
+                "UPDATE public.patient_vitals SET pain_score = 1 WHERE id = "
+                "(SELECT id FROM public.patient_vitals WHERE tenant_id = %s LIMIT 1)",
+                (t0,),
+            )
+        since = last_id(db)
+        conn.execute(
+            "UPDATE public.patient_vitals SET id = gen_random_uuid(), heart_rate = heart_rate + 1,"
+            " tenant_id = CASE WHEN heart_rate %% 2 = 0 THEN %s::uuid ELSE tenant_id END"
+            " WHERE patient_id = %s AND blood_pressure = 'bulk'",
+            (t1, patient),
+        )
+    logged = changes_since(db, since)
+    moved = [c for c in logged if c["moved"]]
+    assert len(logged) == 1000 + 500  # the moved half is logged out and in
+    assert {(c["moved"], c["tenant_id"]) for c in moved} == {("out", t0), ("in", t1)}
+    for change in logged:
+        assert change["new_data"]["heart_rate"] == change["old_data"]["heart_rate"] + 1
+        assert change["old_pk"] == {"id": change["old_data"]["id"]}
+    assert_log_matches_live(db)
