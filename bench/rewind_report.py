@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import statistics
-
+from bench.report import median as _median
+from bench.report import paired_ratio as _ratios
 from bench.rewind import Plan, Results, p99
 
 X = "\u00d7"
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def _ratios(top: list[float], bottom: list[float]) -> float:
-    return _median([a / b for a, b in zip(top, bottom, strict=True) if b])
 
 
 def _met(ok: bool) -> str:
