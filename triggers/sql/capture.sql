@@ -8,6 +8,20 @@
 CREATE OR REPLACE FUNCTION simtrail.begin_xact(p_xid xid8)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+    INSERT INTO simtrail.transactions (xact_id, first_change_id, started_at, actor)
+    VALUES (p_xid, pg_catalog.nextval('simtrail.change_id_seq'), pg_catalog.now(),
+            simtrail.current_actor())
+    ON CONFLICT (xact_id) DO NOTHING;
+    PERFORM pg_catalog.set_config('simtrail.xact', p_xid::text, true);
+END
+$$;
+
+-- Who is acting: JWT claims PostgREST sets, the simtrail.actor setting, the
+-- session. Used for each captured transaction and for marks.
+CREATE OR REPLACE FUNCTION simtrail.current_actor()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
     v_raw text := nullif(pg_catalog.current_setting('request.jwt.claims', true), '');
     v_claims jsonb;
@@ -20,19 +34,15 @@ BEGIN
             v_claims := pg_catalog.jsonb_build_object('unparsed', v_raw);
         END;
     END IF;
-    INSERT INTO simtrail.transactions (xact_id, first_change_id, started_at, actor)
-    VALUES (p_xid, pg_catalog.nextval('simtrail.change_id_seq'), pg_catalog.now(),
-            pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-                'sub', v_claims ->> 'sub',
-                'role', v_claims ->> 'role',
-                'email', v_claims ->> 'email',
-                'claims_unparsed', v_claims ->> 'unparsed',
-                'actor', nullif(pg_catalog.current_setting('simtrail.actor', true), ''),
-                'session_user', session_user::text,
-                'application_name', nullif(pg_catalog.current_setting('application_name', true), ''),
-                'client_addr', pg_catalog.host(pg_catalog.inet_client_addr()))))
-    ON CONFLICT (xact_id) DO NOTHING;
-    PERFORM pg_catalog.set_config('simtrail.xact', p_xid::text, true);
+    RETURN pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'sub', v_claims ->> 'sub',
+        'role', v_claims ->> 'role',
+        'email', v_claims ->> 'email',
+        'claims_unparsed', v_claims ->> 'unparsed',
+        'actor', nullif(pg_catalog.current_setting('simtrail.actor', true), ''),
+        'session_user', session_user::text,
+        'application_name', nullif(pg_catalog.current_setting('application_name', true), ''),
+        'client_addr', pg_catalog.host(pg_catalog.inet_client_addr())));
 END
 $$;
 

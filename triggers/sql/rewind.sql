@@ -130,33 +130,6 @@ BEGIN
 END
 $$;
 
--- Who is acting, as the capture records it.
-CREATE OR REPLACE FUNCTION simtrail.current_actor()
-RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
-DECLARE
-    v_raw text := nullif(pg_catalog.current_setting('request.jwt.claims', true), '');
-    v_claims jsonb;
-BEGIN
-    IF v_raw IS NOT NULL THEN
-        BEGIN
-            v_claims := v_raw::jsonb;
-        EXCEPTION WHEN invalid_text_representation THEN
-            v_claims := pg_catalog.jsonb_build_object('unparsed', v_raw);
-        END;
-    END IF;
-    RETURN pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        'sub', v_claims ->> 'sub',
-        'role', v_claims ->> 'role',
-        'email', v_claims ->> 'email',
-        'claims_unparsed', v_claims ->> 'unparsed',
-        'actor', nullif(pg_catalog.current_setting('simtrail.actor', true), ''),
-        'session_user', session_user::text,
-        'application_name', nullif(pg_catalog.current_setting('application_name', true), ''),
-        'client_addr', pg_catalog.host(pg_catalog.inet_client_addr())));
-END
-$$;
-
 -- Which of the tenant's changes a rewind to p_target undoes. Returns how the
 -- target resolved, with `predicate`: a condition on simtrail.changes AS c
 -- selecting exactly those changes (time targets list them in
