@@ -147,9 +147,6 @@ DECLARE
     v_added bigint;
     v_straddler xid8;
 BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS simtrail_undo (id bigint PRIMARY KEY) ON COMMIT DROP;
-    TRUNCATE pg_temp.simtrail_undo;
-
     IF p_target IS NULL OR pg_catalog.btrim(p_target) = '' THEN
         RAISE EXCEPTION 'a target is required: mark:NAME, change:ID or an ISO-8601 time'
             USING ERRCODE = 'invalid_parameter_value';
@@ -224,6 +221,8 @@ BEGIN
     -- change to a row whose earlier change is undone must be undone too, and
     -- so must the rest of its transaction, so the result is a state that
     -- readers could have seen.
+    CREATE TEMP TABLE IF NOT EXISTS simtrail_undo (id bigint PRIMARY KEY) ON COMMIT DROP;
+    TRUNCATE pg_temp.simtrail_undo;
     INSERT INTO pg_temp.simtrail_undo
     SELECT c.id FROM simtrail.changes AS c
     JOIN simtrail.transactions AS x ON x.xact_id = c.xact_id
