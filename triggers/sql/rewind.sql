@@ -85,13 +85,7 @@ BEGIN
         RAISE EXCEPTION 'a mark name must be 1 to 200 printable characters'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- Transactions still running when the snapshot was taken may already
-    -- have logged changes below the newest id; a rewind must look back that far.
-    SELECT LEAST(
-               (SELECT pg_catalog.min(x.first_change_id) FROM simtrail.transactions AS x
-                WHERE x.xact_id IN (SELECT pg_catalog.pg_snapshot_xip(v_snapshot))),
-               (SELECT s.last_value + 1 FROM simtrail.change_id_seq AS s))
-      INTO v_scan_from;
+    v_scan_from := simtrail.scan_from(v_snapshot);
     INSERT INTO simtrail.marks (tenant_id, name, snapshot, scan_from, created_by)
     VALUES (v_tenant, p_name, v_snapshot, v_scan_from, simtrail.current_actor())
     RETURNING id, tenant_id, name, created_at INTO v_mark;
@@ -146,6 +140,9 @@ DECLARE
     v_log_start timestamptz;
     v_added bigint;
     v_straddler xid8;
+    v_horizon timestamptz;
+    v_compacted boolean;
+    v_cut record;
 BEGIN
     IF p_target IS NULL OR pg_catalog.btrim(p_target) = '' THEN
         RAISE EXCEPTION 'a target is required: mark:NAME, change:ID or an ISO-8601 time'
@@ -176,15 +173,29 @@ BEGIN
             RAISE EXCEPTION '% is not a change id', pg_catalog.quote_literal(pg_catalog.substr(p_target, 8))
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        SELECT c.id, c.xact_id, c.changed_at INTO v_change FROM simtrail.changes AS c
+        SELECT c.id, c.xact_id, c.changed_at, c.net_count INTO v_change FROM simtrail.changes AS c
         WHERE c.id = pg_catalog.substr(p_target, 8)::bigint AND c.tenant_id = p_tenant;
-        IF NOT FOUND THEN
+        IF NOT FOUND AND EXISTS (SELECT 1 FROM simtrail.archive AS a
+                                 WHERE a.id = pg_catalog.substr(p_target, 8)::bigint
+                                   AND a.tenant_id = p_tenant) THEN
+            v_change.net_count := 2;
+        ELSIF NOT FOUND THEN
             RAISE EXCEPTION 'change % is not in the history of tenant %', pg_catalog.substr(p_target, 8),
-                p_tenant USING ERRCODE = 'invalid_parameter_value';
+                p_tenant || CASE WHEN (SELECT s.horizon FROM simtrail.daemon_state AS s) IS NOT NULL
+                               THEN ' (or is older than the retention horizon)' ELSE '' END
+                USING ERRCODE = 'invalid_parameter_value';
         END IF;
         -- The state right after the whole transaction of that change.
         SELECT pg_catalog.max(c.id) INTO v_boundary FROM simtrail.changes AS c
         WHERE c.tenant_id = p_tenant AND c.xact_id = v_change.xact_id AND c.id >= v_change.id;
+        -- Compaction folded the changes around it into net changes: the
+        -- state right after it is no longer in the log.
+        IF v_change.net_count > 1 OR EXISTS (
+               SELECT 1 FROM simtrail.changes AS n
+               WHERE n.tenant_id = p_tenant AND n.id > v_boundary AND n.net_from <= v_boundary) THEN
+            RAISE EXCEPTION 'change % has been compacted (its original is in simtrail.archive); rewind to a mark or a time instead',
+                pg_catalog.substr(p_target, 8) USING ERRCODE = 'invalid_parameter_value';
+        END IF;
         SELECT c.xact_id INTO v_straddler FROM simtrail.changes AS c
         WHERE c.tenant_id = p_tenant AND c.id > v_boundary
           AND EXISTS (SELECT 1 FROM simtrail.changes AS e
@@ -214,6 +225,37 @@ BEGIN
     IF v_time < v_log_start THEN
         RAISE EXCEPTION 'time % is before the log begins (%)', v_time, v_log_start
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    SELECT s.horizon INTO v_horizon FROM simtrail.daemon_state AS s;
+    v_compacted := EXISTS (SELECT 1 FROM simtrail.changes AS c
+                           WHERE c.tenant_id = p_tenant AND c.net_from IS NOT NULL);
+    IF v_time < v_horizon THEN
+        RAISE EXCEPTION 'time % is before the retention horizon (%): history that old has been dropped',
+            v_time, v_horizon USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- The last tick (or mark of this tenant) at or before the time: its
+    -- snapshot is a state readers saw, exact to the tick.
+    SELECT x.at, x.snapshot, x.scan_from, x.kind INTO v_cut FROM (
+        (SELECT t.at, t.snapshot, t.scan_from, 'tick' AS kind FROM simtrail.ticks AS t
+         WHERE t.at <= v_time ORDER BY t.at DESC LIMIT 1)
+        UNION ALL
+        (SELECT m.created_at, m.snapshot, m.scan_from, 'mark ' || m.name FROM simtrail.marks AS m
+         WHERE m.tenant_id = p_tenant AND m.created_at <= v_time ORDER BY m.created_at DESC LIMIT 1)
+    ) AS x ORDER BY x.at DESC LIMIT 1;
+    IF FOUND THEN
+        RETURN pg_catalog.jsonb_build_object(
+            'kind', 'time', 'at', v_time, 'cut_at', v_cut.at,
+            'resolved_by', pg_catalog.format('%s at %s (exact to the tick)', v_cut.kind, v_cut.at),
+            'predicate', pg_catalog.format(
+                'c.tenant_id = %L AND c.id >= %s'
+                ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
+                p_tenant, v_cut.scan_from, v_cut.snapshot));
+    END IF;
+    IF v_compacted OR v_horizon IS NOT NULL THEN
+        RAISE EXCEPTION 'time % is before the oldest tick simtrail keeps; history that old resolves only to ticks and marks',
+            v_time USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
     -- Without ticks, a time resolves through transaction start times: undo
@@ -725,6 +767,8 @@ BEGIN
             EXCEPTION WHEN insufficient_privilege THEN
                 NULL;
             END;
+            -- Compaction must not rewrite the log while we read it.
+            PERFORM pg_catalog.pg_advisory_xact_lock_shared(simtrail.compaction_lock_key());
             PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.tenant_lock_key(v_tenant));
             v_resolved := simtrail.rewind_plan(v_tenant, p_target, p_force);
             IF NOT p_dry_run THEN

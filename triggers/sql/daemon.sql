@@ -1,0 +1,333 @@
+-- What the daemon runs: ticks, compaction into net changes with the
+-- originals archived, retention, and the figures behind /metrics.
+-- Re-applied by every install (CREATE OR REPLACE), after the versioned files.
+
+-- Compaction and retention rewrite a tenant's log; a rewind must not read it
+-- half-rewritten. Rewinds take this key shared, a compaction batch takes it
+-- exclusively (so there is also only ever one compactor).
+CREATE OR REPLACE FUNCTION simtrail.compaction_lock_key()
+RETURNS bigint
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT pg_catalog.hashtextextended('simtrail compaction', 0)
+$$;
+
+-- The smallest change id a rewind to this snapshot must look at: changes of
+-- transactions still running when it was taken may sit below the newest id.
+CREATE OR REPLACE FUNCTION simtrail.scan_from(p_snapshot pg_snapshot)
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT LEAST(
+               (SELECT pg_catalog.min(x.first_change_id) FROM simtrail.transactions AS x
+                WHERE x.xact_id IN (SELECT pg_catalog.pg_snapshot_xip(p_snapshot))),
+               (SELECT s.last_value + 1 FROM simtrail.change_id_seq AS s))
+$$;
+
+-- Record the time with the snapshot that goes with it.
+CREATE OR REPLACE FUNCTION simtrail.tick()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_snapshot pg_snapshot := pg_catalog.pg_current_snapshot();
+    v_tick record;
+BEGIN
+    INSERT INTO simtrail.ticks (snapshot, scan_from)
+    VALUES (v_snapshot, simtrail.scan_from(v_snapshot))
+    RETURNING id, at INTO v_tick;
+    RETURN pg_catalog.jsonb_build_object('id', v_tick.id, 'at', v_tick.at);
+END
+$$;
+
+-- Keep every tick inside the fine window; older, keep the first tick of
+-- each p_keep_every bucket. Returns how many ticks went.
+CREATE OR REPLACE FUNCTION simtrail.thin_ticks(p_window interval, p_keep_every interval)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_deleted bigint;
+BEGIN
+    IF p_keep_every <= interval '0' THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM simtrail.ticks AS t
+    WHERE t.at < pg_catalog.clock_timestamp() - p_window
+      AND t.id NOT IN (
+          SELECT DISTINCT ON (pg_catalog.date_bin(p_keep_every, k.at, 'epoch'::timestamptz)) k.id
+          FROM simtrail.ticks AS k
+          WHERE k.at < pg_catalog.clock_timestamp() - p_window
+          ORDER BY pg_catalog.date_bin(p_keep_every, k.at, 'epoch'::timestamptz), k.at, k.id);
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN v_deleted;
+END
+$$;
+
+-- Archive partitions, one per UTC day, for every day in [p_from, p_to].
+CREATE OR REPLACE FUNCTION simtrail.ensure_archive_partitions(p_from timestamptz, p_to timestamptz)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_day timestamptz := pg_catalog.date_trunc('day', p_from, 'UTC');
+    v_name text;
+    v_created integer := 0;
+BEGIN
+    WHILE v_day <= p_to LOOP
+        v_name := 'archive_' || pg_catalog.to_char(v_day AT TIME ZONE 'UTC', 'YYYYMMDD');
+        IF pg_catalog.to_regclass(pg_catalog.format('simtrail.%I', v_name)) IS NULL THEN
+            EXECUTE pg_catalog.format(
+                'CREATE TABLE simtrail.%I PARTITION OF simtrail.archive FOR VALUES FROM (%L) TO (%L)',
+                v_name, v_day, v_day + interval '1 day');
+            EXECUTE pg_catalog.format('REVOKE ALL ON simtrail.%I FROM PUBLIC', v_name);
+            v_created := v_created + 1;
+        END IF;
+        v_day := v_day + interval '1 day';
+    END LOOP;
+    RETURN v_created;
+END
+$$;
+
+-- One batch of compaction, in the caller's transaction: the changes with
+-- ids in [compacted_below, compacted_below + p_batch) that every reader
+-- already saw before the newest tick older than p_window.
+--
+-- A cut point is a tick still kept or one of the tenant's marks. Each change
+-- belongs to the first cut point whose snapshot sees it. Within one batch,
+-- the changes of one row between the same two cut points become one net
+-- change: the image before the first of them and the image after the last.
+-- It takes the id and transaction of that last change, so a rewind to any
+-- cut point selects it exactly when it selected the originals, in the same
+-- order among the row's other changes (a row's changes are ordered by id).
+-- A net change of a single original would be that original: it stays.
+-- Tables with a primary-key change between two cut points keep those
+-- changes as they are, because one change there speaks for two keys.
+-- The originals move to simtrail.archive.
+CREATE OR REPLACE FUNCTION simtrail.compact_batch(p_window interval, p_batch integer)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_frontier record;
+    v_lo bigint;
+    v_hi bigint;
+    v_span record;
+    v_scanned bigint;
+    v_archived bigint;
+    v_net bigint;
+BEGIN
+    IF p_batch IS NULL OR p_batch < 1 THEN
+        RAISE EXCEPTION 'a compaction batch must hold at least one change'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.compaction_lock_key());
+    SELECT s.compacted_below INTO v_lo FROM simtrail.daemon_state AS s FOR UPDATE;
+    SELECT t.id, t.at, t.scan_from INTO v_frontier FROM simtrail.ticks AS t
+    WHERE t.at < pg_catalog.clock_timestamp() - p_window ORDER BY t.at DESC, t.id DESC LIMIT 1;
+    IF NOT FOUND OR v_lo >= v_frontier.scan_from THEN
+        RETURN pg_catalog.jsonb_build_object('done', true, 'scanned', 0, 'archived', 0, 'net', 0);
+    END IF;
+    -- Skip gaps (rolled-back ids, rows retention removed) in one step.
+    v_lo := coalesce((SELECT pg_catalog.min(c.id) FROM simtrail.changes AS c
+                      WHERE c.id >= v_lo AND c.id < v_frontier.scan_from), v_frontier.scan_from);
+    v_hi := LEAST(v_frontier.scan_from, v_lo + p_batch);
+
+    CREATE TEMP TABLE IF NOT EXISTS simtrail_cuts (
+        ord bigint, tenant_id text, snapshot pg_snapshot, snap_xmax xid8
+    ) ON COMMIT DROP;
+    TRUNCATE pg_temp.simtrail_cuts;
+    -- Snapshots taken later have a larger xmax, or the same xmax and no more
+    -- transactions in progress: this order is the order they were taken in,
+    -- and a change seen by one cut point is seen by every later one.
+    INSERT INTO pg_temp.simtrail_cuts (ord, tenant_id, snapshot, snap_xmax)
+    SELECT pg_catalog.row_number() OVER (ORDER BY s.xmax, s.running DESC, s.at), s.tenant_id,
+           s.snapshot, s.xmax
+    FROM (SELECT NULL::text AS tenant_id, t.snapshot, t.at,
+                 pg_catalog.pg_snapshot_xmax(t.snapshot) AS xmax,
+                 (SELECT pg_catalog.count(*) FROM pg_catalog.pg_snapshot_xip(t.snapshot)) AS running
+          FROM simtrail.ticks AS t WHERE t.at <= v_frontier.at
+          UNION ALL
+          SELECT m.tenant_id, m.snapshot, m.created_at, pg_catalog.pg_snapshot_xmax(m.snapshot),
+                 (SELECT pg_catalog.count(*) FROM pg_catalog.pg_snapshot_xip(m.snapshot))
+          FROM simtrail.marks AS m) AS s;
+    CREATE INDEX IF NOT EXISTS simtrail_cuts_xmax ON pg_temp.simtrail_cuts (snap_xmax, ord);
+    ANALYZE pg_temp.simtrail_cuts;
+
+    -- The cut point of each transaction, per tenant (marks are per tenant).
+    CREATE TEMP TABLE IF NOT EXISTS simtrail_segments (
+        tenant_id text, xact_id xid8, seg bigint, PRIMARY KEY (tenant_id, xact_id)
+    ) ON COMMIT DROP;
+    TRUNCATE pg_temp.simtrail_segments;
+    INSERT INTO pg_temp.simtrail_segments (tenant_id, xact_id, seg)
+    SELECT p.tenant_id, p.xact_id,
+           (SELECT k.ord FROM pg_temp.simtrail_cuts AS k
+            WHERE k.snap_xmax > p.xact_id AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id)
+              AND pg_catalog.pg_visible_in_snapshot(p.xact_id, k.snapshot)
+            ORDER BY k.snap_xmax, k.ord LIMIT 1)
+    FROM (SELECT DISTINCT c.tenant_id, c.xact_id FROM simtrail.changes AS c
+          WHERE c.id >= v_lo AND c.id < v_hi AND c.tenant_id IS NOT NULL
+            AND c.net_from IS NULL) AS p;
+    ANALYZE pg_temp.simtrail_segments;
+
+    -- The originals to fold: each with the id of the last change of its row
+    -- between its two cut points (the id its net change will take).
+    CREATE TEMP TABLE IF NOT EXISTS simtrail_members (
+        id bigint PRIMARY KEY, net_id bigint NOT NULL
+    ) ON COMMIT DROP;
+    TRUNCATE pg_temp.simtrail_members;
+    INSERT INTO pg_temp.simtrail_members (id, net_id)
+    SELECT w.id, w.net_id FROM (
+        SELECT c.id,
+               pg_catalog.max(c.id) OVER g AS net_id,
+               pg_catalog.count(*) OVER g AS n
+        FROM simtrail.changes AS c
+        JOIN pg_temp.simtrail_segments AS s USING (tenant_id, xact_id)
+        WHERE c.id >= v_lo AND c.id < v_hi AND c.net_from IS NULL
+          AND (c.tenant_id, c.table_name, s.seg) NOT IN (
+              SELECT k.tenant_id, k.table_name, ks.seg FROM simtrail.changes AS k
+              JOIN pg_temp.simtrail_segments AS ks USING (tenant_id, xact_id)
+              WHERE k.id >= v_lo AND k.id < v_hi AND k.old_pk IS NOT NULL)
+        WINDOW g AS (PARTITION BY c.tenant_id, c.table_name, s.seg, c.row_pk)
+    ) AS w
+    WHERE w.n > 1;
+    GET DIAGNOSTICS v_archived = ROW_COUNT;
+    SELECT pg_catalog.count(*) INTO v_scanned FROM simtrail.changes AS c
+    WHERE c.id >= v_lo AND c.id < v_hi;
+
+    IF v_archived > 0 THEN
+        ANALYZE pg_temp.simtrail_members;
+        CREATE TEMP TABLE IF NOT EXISTS simtrail_folded (
+            id bigint, net_from bigint, net_count integer, tenant_id text, table_name text,
+            row_pk jsonb, before_img jsonb, after_img jsonb, xact_id xid8, changed_at timestamptz
+        ) ON COMMIT DROP;
+        TRUNCATE pg_temp.simtrail_folded;
+        -- The same reading of first and last images as simtrail.rewind_plan,
+        -- for changes that each touch one key.
+        INSERT INTO pg_temp.simtrail_folded
+        SELECT g.net_id, g.net_from, g.net_count, l.tenant_id, l.table_name, l.row_pk,
+               CASE WHEN f.operation <> 'INSERT' AND f.moved IS DISTINCT FROM 'in'
+                    THEN f.old_data END,
+               CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL ELSE l.new_data END,
+               l.xact_id, l.changed_at
+        FROM (SELECT m.net_id, pg_catalog.min(m.id) AS net_from, pg_catalog.count(*)::integer AS net_count
+              FROM pg_temp.simtrail_members AS m GROUP BY m.net_id) AS g
+        JOIN simtrail.changes AS f ON f.id = g.net_from
+        JOIN simtrail.changes AS l ON l.id = g.net_id;
+        GET DIAGNOSTICS v_net = ROW_COUNT;
+
+        SELECT pg_catalog.min(c.changed_at) AS lo, pg_catalog.max(c.changed_at) AS hi INTO v_span
+        FROM simtrail.changes AS c JOIN pg_temp.simtrail_members AS m ON m.id = c.id;
+        PERFORM simtrail.ensure_archive_partitions(v_span.lo, v_span.hi);
+
+        WITH gone AS (
+            DELETE FROM simtrail.changes AS c USING pg_temp.simtrail_members AS m
+            WHERE c.id = m.id
+            RETURNING c.*, m.net_id
+        )
+        INSERT INTO simtrail.archive (id, tenant_id, table_name, operation, row_pk, old_pk, old_data,
+                                      new_data, xact_id, changed_at, moved, actor, rewind_id, net_id)
+        SELECT g.id, g.tenant_id, g.table_name, g.operation, g.row_pk, g.old_pk, g.old_data,
+               g.new_data, g.xact_id, g.changed_at, g.moved, x.actor, x.rewind_id, g.net_id
+        FROM gone AS g LEFT JOIN simtrail.transactions AS x ON x.xact_id = g.xact_id;
+
+        INSERT INTO simtrail.changes (id, tenant_id, table_name, operation, row_pk, old_data, new_data,
+                                      xact_id, changed_at, net_from, net_count)
+        SELECT n.id, n.tenant_id, n.table_name,
+               CASE WHEN n.before_img IS NULL AND n.after_img IS NOT NULL THEN 'INSERT'
+                    WHEN n.before_img IS NOT NULL AND n.after_img IS NOT NULL THEN 'UPDATE'
+                    -- Also a row that came and went: kept so that a rewind
+                    -- still notices it if it has come back unlogged.
+                    ELSE 'DELETE' END,
+               n.row_pk, n.before_img, n.after_img, n.xact_id, n.changed_at, n.net_from, n.net_count
+        FROM pg_temp.simtrail_folded AS n;
+    ELSE
+        v_net := 0;
+    END IF;
+
+    UPDATE simtrail.daemon_state SET compacted_below = v_hi, last_compacted_at = pg_catalog.now();
+    RETURN pg_catalog.jsonb_build_object(
+        'done', v_hi >= v_frontier.scan_from, 'scanned', v_scanned, 'archived', v_archived,
+        'net', v_net, 'from_id', v_lo, 'to_id', v_hi, 'frontier_at', v_frontier.at);
+END
+$$;
+
+-- Drop what is older than p_days: archive partitions (whole UTC days),
+-- ticks, marks, and log rows no remaining cut point needs. A rewind target
+-- before the horizon is refused from then on. p_days <= 0 keeps everything.
+CREATE OR REPLACE FUNCTION simtrail.apply_retention(p_days integer)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_horizon timestamptz;
+    v_keep_from bigint;
+    r record;
+    v_dropped text[] := ARRAY[]::text[];
+    v_log bigint;
+    v_ticks bigint;
+    v_marks bigint;
+BEGIN
+    IF p_days IS NULL OR p_days <= 0 THEN
+        RETURN pg_catalog.jsonb_build_object('horizon', NULL, 'dropped_partitions', v_dropped);
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.compaction_lock_key());
+    v_horizon := pg_catalog.now() - pg_catalog.make_interval(days => p_days);
+
+    FOR r IN
+        SELECT c.relname::text AS name
+        FROM pg_catalog.pg_inherits AS i
+        JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'simtrail.archive'::regclass AND c.relname ~ '^archive_[0-9]{8}$'
+          AND pg_catalog.to_timestamp(pg_catalog.substr(c.relname, 9), 'YYYYMMDD')::date
+              + 1 <= (v_horizon AT TIME ZONE 'UTC')::date
+        ORDER BY 1
+    LOOP
+        EXECUTE pg_catalog.format('DROP TABLE simtrail.%I', r.name);
+        v_dropped := v_dropped || r.name;
+    END LOOP;
+
+    DELETE FROM simtrail.ticks AS t WHERE t.at < v_horizon;
+    GET DIAGNOSTICS v_ticks = ROW_COUNT;
+    DELETE FROM simtrail.marks AS m WHERE m.created_at < v_horizon;
+    GET DIAGNOSTICS v_marks = ROW_COUNT;
+
+    -- Log rows older than the horizon that no remaining tick or mark needs.
+    SELECT LEAST((SELECT pg_catalog.min(t.scan_from) FROM simtrail.ticks AS t),
+                 (SELECT pg_catalog.min(m.scan_from) FROM simtrail.marks AS m),
+                 (SELECT s.last_value + 1 FROM simtrail.change_id_seq AS s))
+      INTO v_keep_from;
+    DELETE FROM simtrail.changes AS c WHERE c.id < v_keep_from AND c.changed_at < v_horizon;
+    GET DIAGNOSTICS v_log = ROW_COUNT;
+    DELETE FROM simtrail.transactions AS x
+    WHERE x.started_at < v_horizon
+      AND NOT EXISTS (SELECT 1 FROM simtrail.changes AS c WHERE c.xact_id = x.xact_id);
+
+    UPDATE simtrail.daemon_state
+    SET horizon = GREATEST(horizon, v_horizon);
+    RETURN pg_catalog.jsonb_build_object(
+        'horizon', v_horizon, 'dropped_partitions', v_dropped, 'log_rows_deleted', v_log,
+        'ticks_deleted', v_ticks, 'marks_deleted', v_marks);
+END
+$$;
+
+-- The figures behind /metrics and `simtrail status`.
+CREATE OR REPLACE FUNCTION simtrail.daemon_stats(p_window interval)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'log_rows', (SELECT pg_catalog.count(*) FROM simtrail.changes),
+        'net_rows', (SELECT pg_catalog.count(*) FROM simtrail.changes AS c WHERE c.net_from IS NOT NULL),
+        'archive_rows', (SELECT pg_catalog.count(*) FROM simtrail.archive),
+        'log_bytes', pg_catalog.pg_total_relation_size('simtrail.changes'),
+        'archive_bytes', (SELECT coalesce(pg_catalog.sum(pg_catalog.pg_total_relation_size(i.inhrelid)), 0)
+                          FROM pg_catalog.pg_inherits AS i
+                          WHERE i.inhparent = 'simtrail.archive'::regclass),
+        'archive_partitions', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_inherits AS i
+                               WHERE i.inhparent = 'simtrail.archive'::regclass),
+        'ticks', (SELECT pg_catalog.count(*) FROM simtrail.ticks),
+        'marks', (SELECT pg_catalog.count(*) FROM simtrail.marks),
+        'rewinds', (SELECT pg_catalog.count(*) FROM simtrail.rewinds),
+        'horizon', s.horizon,
+        'compacted_below', s.compacted_below,
+        'last_compacted_at', s.last_compacted_at,
+        -- How far compaction trails the fine window: the age, beyond the
+        -- window, of the oldest change it has not reached.
+        'compaction_lag_seconds', coalesce(GREATEST(0, EXTRACT(epoch FROM
+            pg_catalog.now() - p_window - (SELECT c.changed_at FROM simtrail.changes AS c
+                                          WHERE c.id >= s.compacted_below ORDER BY c.id LIMIT 1))), 0))
+    FROM simtrail.daemon_state AS s
+$$;
