@@ -21,6 +21,7 @@ def connect(
     *,
     autocommit: bool = True,
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    **libpq: Any,
 ) -> Conn:
     """Open a connection whose `application_name` says who holds it.
 
@@ -34,6 +35,7 @@ def connect(
             connect_timeout=10,
             autocommit=autocommit,
             row_factory=dict_row,
+            **libpq,
         )
     except psycopg.OperationalError as exc:
         raise SimtrailError(

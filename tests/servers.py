@@ -1,6 +1,7 @@
 """The PostgreSQL servers the suite runs against.
 
-`SIMTRAIL_TEST_DSNS` lists admin DSNs separated by spaces or commas; `embedded`
+`SIMTRAIL_TEST_DSNS` lists admin DSNs separated by commas (a key=value DSN
+holds spaces, so spaces never separate); `embedded`
 in that list means an embedded PostgreSQL 16 from pgserver, and `docker` a
 throwaway container from testcontainers. Without it the suite uses the local
 server at 127.0.0.1:5432 when one answers, plus the embedded one.
@@ -9,7 +10,6 @@ server at 127.0.0.1:5432 when one answers, plus the embedded one.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,7 +34,8 @@ def wanted() -> list[ServerSpec]:
     listed = os.environ.get("SIMTRAIL_TEST_DSNS", "").strip()
     if listed:
         specs = []
-        for i, item in enumerate(re.split(r"[,\s]+", listed)):
+        items = [item.strip() for item in listed.split(",") if item.strip()]
+        for i, item in enumerate(items):
             if item in ("embedded", "docker"):
                 specs.append(ServerSpec(item, None))
             else:
