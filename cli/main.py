@@ -13,6 +13,7 @@ import psycopg
 from simtrail import __version__, logs
 from simtrail.cli import rewind_commands
 from simtrail.cli.app import App
+from simtrail.cli.daemon_command import daemon
 from simtrail.cli.options import dry_run_option, json_option, pass_app
 from simtrail.cli.output import emit_json, table
 from simtrail.clinic import demo as clinic_demo
@@ -321,6 +322,7 @@ def _fingerprint(state: tuple[int, str] | list[Any]) -> str:
 
 
 rewind_commands.register(cli)
+cli.add_command(daemon)
 
 
 def main() -> None:

@@ -1,0 +1,196 @@
+"""One cycle of the leader's work: tick, heal triggers, thin, compact, retain.
+
+Each step is due on its own clock; a cycle does the steps that are due and
+says what it did. Compaction runs batch after batch, one transaction each,
+until it catches up, the stop flag is set or the cycle's time budget is spent
+(the loop then comes straight back, so ticks keep their rhythm).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from simtrail.daemon.health import Status
+from simtrail.daemon.queries import q
+from simtrail.daemon.settings import DaemonSettings
+from simtrail.db import Conn
+from simtrail.errors import NotInstalledError
+from simtrail.logs import get
+from simtrail.settings import first_line
+
+log = get("simtrail.daemon")
+
+RETENTION_EVERY = 60.0
+STATS_EVERY = 10.0
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did: the fields of its log line."""
+
+    role: str
+    ticks: int = 0
+    ticks_thinned: int = 0
+    healed: list[dict[str, str]] = field(default_factory=list)
+    batches: int = 0
+    scanned: int = 0
+    archived: int = 0
+    net: int = 0
+    caught_up: bool = True
+    retention: dict[str, Any] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "ticks": self.ticks}
+        if self.role != "leader":
+            return out
+        out.update(
+            ticks_thinned=self.ticks_thinned,
+            healed=len(self.healed),
+            compaction_batches=self.batches,
+            compaction_scanned=self.scanned,
+            compaction_archived=self.archived,
+            compaction_net=self.net,
+            compaction_caught_up=self.caught_up,
+        )
+        if self.retention is not None:
+            out["retention_dropped"] = self.retention.get("dropped_partitions", [])
+        return out
+
+
+@dataclass
+class Clocks:
+    """When each step last ran (monotonic seconds); 0 means never."""
+
+    tick: float = 0.0
+    heal: float = 0.0
+    retention: float = 0.0
+    stats: float = 0.0
+
+    def due(self, name: str, every: float, now: float) -> bool:
+        last: float = getattr(self, name)
+        return last == 0.0 or now - last >= every
+
+    def seconds_to_next_tick(self, every: float) -> float:
+        return max(0.0, self.tick + every - time.monotonic())
+
+
+class LeaderWork:
+    def __init__(self, conn: Conn, status: Status, clocks: Clocks) -> None:
+        self.conn = conn
+        self.status = status
+        self.clocks = clocks
+
+    def check_installed(self) -> None:
+        row = self.conn.execute(q("installed")).fetchone()
+        if not row or not row["installed"]:
+            raise NotInstalledError(
+                "simtrail (schema version 3 or later) is not installed in this database;"
+                " run `simtrail install`"
+            )
+
+    def tick_if_due(self, settings: DaemonSettings, report: CycleReport) -> None:
+        now = time.monotonic()
+        if self.clocks.due("tick", settings.tick_interval, now):
+            self.conn.execute(q("tick"))
+            self.clocks.tick = now
+            report.ticks += 1
+            with self.status.lock:
+                self.status.ticks += 1
+
+    def heal(self, settings: DaemonSettings, report: CycleReport, *, now_please: bool) -> None:
+        now = time.monotonic()
+        if not (now_please or self.clocks.due("heal", settings.heal_interval, now)):
+            return
+        self.clocks.heal = now
+        try:
+            with self.conn.transaction():
+                actions = [dict(r) for r in self.conn.execute(q("sync"))]
+        except psycopg.errors.InvalidParameterValue as exc:
+            # A bad config row stops all healing until it is fixed; say so
+            # every time rather than act on half a config.
+            log.error("config has a problem; triggers left as they are",
+                      error=first_line(str(exc)))
+            return
+        for action in actions:
+            log.info("trigger healed", action=action["action"], table=action["table_name"],
+                     detail=action["detail"])
+            with self.status.lock:
+                self.status.healed[action["action"]] += 1
+        report.healed = actions
+
+    def compact(
+        self, settings: DaemonSettings, report: CycleReport, stop: threading.Event
+    ) -> None:
+        with self.conn.transaction():
+            row = self.conn.execute(
+                q("thin_ticks"),
+                {"window": settings.fine_window, "keep_every": settings.coarse_tick_interval},
+            ).fetchone()
+        report.ticks_thinned = int(row["deleted"]) if row else 0
+        budget_ends = time.monotonic() + max(settings.tick_interval, 1.0)
+        while not stop.is_set():
+            with self.conn.transaction():
+                row = self.conn.execute(
+                    q("compact_batch"),
+                    {"window": settings.fine_window, "batch": settings.batch_size},
+                ).fetchone()
+            batch: dict[str, Any] = row["batch"] if row else {"done": True}
+            report.batches += 1
+            report.scanned += int(batch.get("scanned", 0))
+            report.archived += int(batch.get("archived", 0))
+            report.net += int(batch.get("net", 0))
+            with self.status.lock:
+                self.status.compacted_rows += int(batch.get("scanned", 0))
+                self.status.archived_rows += int(batch.get("archived", 0))
+            report.caught_up = bool(batch.get("done", True))
+            if report.caught_up or time.monotonic() >= budget_ends:
+                break
+            # A long backlog must not starve the ticks that time targets need.
+            self.tick_if_due(settings, report)
+
+    def retain(self, settings: DaemonSettings, report: CycleReport) -> None:
+        now = time.monotonic()
+        if settings.retention_days <= 0 or not self.clocks.due("retention", RETENTION_EVERY, now):
+            return
+        self.clocks.retention = now
+        with self.conn.transaction():
+            row = self.conn.execute(
+                q("apply_retention"), {"days": settings.retention_days}
+            ).fetchone()
+        report.retention = row["retention"] if row else None
+        if report.retention and report.retention.get("dropped_partitions"):
+            log.info("retention dropped archive partitions",
+                     partitions=report.retention["dropped_partitions"],
+                     horizon=report.retention.get("horizon"))
+
+    def refresh_stats(self, settings: DaemonSettings, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not (force or self.clocks.due("stats", STATS_EVERY, now)):
+            return
+        self.clocks.stats = now
+        row = self.conn.execute(q("stats"), {"window": settings.fine_window}).fetchone()
+        stats: dict[str, Any] = row["stats"] if row else {}
+        with self.status.lock:
+            self.status.db = stats
+            self.status.rewinds = int(stats.get("rewinds", 0))
+
+    def run(
+        self,
+        settings: DaemonSettings,
+        stop: threading.Event,
+        *,
+        heal_now: bool,
+    ) -> CycleReport:
+        report = CycleReport(role="leader")
+        self.check_installed()
+        self.tick_if_due(settings, report)
+        self.heal(settings, report, now_please=heal_now)
+        self.compact(settings, report, stop)
+        self.retain(settings, report)
+        self.refresh_stats(settings, force=report.batches > 1 or report.retention is not None)
+        return report
