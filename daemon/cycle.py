@@ -70,6 +70,7 @@ class Clocks:
     heal: float = 0.0
     retention: float = 0.0
     stats: float = 0.0
+    fingerprint: str = ""
 
     def due(self, name: str, every: float, now: float) -> bool:
         last: float = getattr(self, name)
@@ -104,9 +105,13 @@ class LeaderWork:
 
     def heal(self, settings: DaemonSettings, report: CycleReport, *, now_please: bool) -> None:
         now = time.monotonic()
-        if not (now_please or self.clocks.due("heal", settings.heal_interval, now)):
+        row = self.conn.execute(q("heal_fingerprint")).fetchone()
+        fingerprint = str(row["fingerprint"]) if row else ""
+        changed = fingerprint != self.clocks.fingerprint
+        if not (now_please or changed or self.clocks.due("heal", settings.heal_interval, now)):
             return
         self.clocks.heal = now
+        self.clocks.fingerprint = fingerprint
         try:
             with self.conn.transaction():
                 actions = [dict(r) for r in self.conn.execute(q("sync"))]
@@ -122,6 +127,9 @@ class LeaderWork:
             with self.status.lock:
                 self.status.healed[action["action"]] += 1
         report.healed = actions
+        # Read again: healing changes the triggers it fingerprints.
+        row = self.conn.execute(q("heal_fingerprint")).fetchone()
+        self.clocks.fingerprint = str(row["fingerprint"]) if row else ""
 
     def compact(
         self, settings: DaemonSettings, report: CycleReport, stop: threading.Event

@@ -33,3 +33,16 @@ LISTEN simtrail
 
 -- name: notify_config
 SELECT pg_catalog.pg_notify('simtrail', 'config')
+
+-- name: heal_fingerprint
+-- Changes whenever the config or any capture trigger changes, so a new
+-- config row is acted on at the next poll instead of the next heal_interval.
+SELECT pg_catalog.md5(
+           coalesce((SELECT pg_catalog.string_agg(c::text, ',' ORDER BY c::text)
+                     FROM public.simulation_table_config AS c), '')
+           || coalesce((SELECT pg_catalog.string_agg(
+                                   g.tgrelid::text || g.tgname || g.tgenabled::text
+                                   || coalesce(pg_catalog.obj_description(g.oid, 'pg_trigger'), ''),
+                                   ',' ORDER BY g.oid)
+                        FROM pg_catalog.pg_trigger AS g
+                        WHERE g.tgname LIKE 'simtrail\_capture\_%'), '')) AS fingerprint
