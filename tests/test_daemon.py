@@ -128,7 +128,8 @@ def test_a_new_config_row_gets_a_trigger_without_restart(
         tenant = db.sql("INSERT INTO public.tenants (name) VALUES ('x') RETURNING id")[0]["id"]
         db.sql("INSERT INTO public.sim_extra (tenant_id, note) VALUES (%s, 'hi')", (tenant,))
         logged = db.sql(
-            "SELECT tenant_id, operation FROM simtrail.changes WHERE table_name = 'public.sim_extra'"
+            "SELECT tenant_id, operation FROM simtrail.changes"
+            " WHERE table_name = 'public.sim_extra'"
         )
         assert logged == [{"tenant_id": str(tenant), "operation": "INSERT"}]
 
