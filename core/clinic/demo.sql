@@ -33,3 +33,7 @@ WHERE c.id > %(since)s AND c.operation = 'DELETE'
   AND c.table_name IN ('public.handover_notes', 'public.wound_assessments', 'public.lab_results')
 ORDER BY c.id
 LIMIT 3
+
+-- name: log_rows
+SELECT (SELECT count(*) FROM simtrail.changes) AS log,
+       (SELECT count(*) FROM simtrail.archive) AS archive
