@@ -142,6 +142,13 @@ def status(app: App, as_json: bool) -> None:
     )
     if report["changes_without_tenant"]:
         click.echo(f"{report['changes_without_tenant']} changes belong to no tenant")
+    if daemon := report.get("daemon"):
+        click.echo(
+            f"daemon: {'leader ' + daemon['leader'] if daemon['leader'] else 'no leader running'}"
+            f", last tick {daemon['last_tick'] or '-'}; {daemon['net_rows']} net changes in the"
+            f" log, {daemon['archive_rows']} originals archived in"
+            f" {daemon['archive_partitions']} partitions"
+        )
 
 
 @cli.group()

@@ -86,7 +86,18 @@ def status(conn: Conn) -> dict[str, Any]:
         "changes_without_tenant": unattributed["n"] if unattributed else 0,
         "oldest_change": min(oldest) if oldest else None,
         "newest_change": max(newest) if newest else None,
+        "daemon": daemon_status(conn, version),
     }
+
+
+def daemon_status(conn: Conn, version: int) -> dict[str, Any] | None:
+    """Whether a daemon leads, its last tick, and the log and archive sizes."""
+    if version < 3:
+        return None
+    row = conn.execute(q("daemon_status")).fetchone()
+    if not row:
+        return None
+    return {"leader": row["leader"], "last_tick": row["last_tick"], **row["stats"]}
 
 
 def describe_path(path: dict[str, Any]) -> str:

@@ -138,3 +138,18 @@ WHERE d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
            AND d.objid IN (SELECT k.oid FROM pg_constraint AS k
                            WHERE k.connamespace = 'simtrail'::regnamespace))
 ORDER BY 1
+
+-- name: daemon_status
+-- The leader's lease is an advisory lock on a 64-bit key: classid holds its
+-- high half and objid its low half.
+SELECT simtrail.daemon_stats(interval '24 hours') AS stats,
+       (SELECT pg_catalog.max(t.at) FROM simtrail.ticks AS t) AS last_tick,
+       (SELECT a.application_name || ' pid ' || l.pid
+        FROM pg_catalog.pg_locks AS l
+        JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database AS d
+                            WHERE d.datname = pg_catalog.current_database())
+          AND ((l.classid::bigint << 32) | l.objid::bigint)
+              = pg_catalog.hashtextextended('simtrail daemon leader', 0)
+        LIMIT 1) AS leader
