@@ -112,7 +112,11 @@ def test_status_for_people(seeded_db: Database) -> None:
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0] == f"simtrail {__version__}, schema version {latest_version()}"
-    assert lines[-1].startswith(f"{report['total_changes']} changes in the log, from ")
+    assert lines[-2].startswith(f"{report['total_changes']} changes in the log, from ")
+    assert lines[-1] == (
+        "daemon: no leader running, last tick -; 0 net changes in the log,"
+        " 0 originals archived in 0 partitions"
+    )
     row = next(line for line in lines if line.startswith("public.patients "))
     patients = next(t for t in report["tables"] if t["table_name"] == "public.patients")
     assert str(patients["changes"]) in row.split()
