@@ -8,7 +8,16 @@ from pathlib import Path
 
 from psycopg import Error as PsycopgError
 
-from bench import anatomy, capture, machine, report, rewind, rewind_report, server
+from bench import (
+    anatomy,
+    capture,
+    compaction_report,
+    machine,
+    report,
+    rewind,
+    rewind_report,
+    server,
+)
 from simtrail.errors import SimtrailError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,8 +63,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("capture", "rewind"),
-        help="run one benchmark (default: capture, then rewind)",
+        choices=("capture", "rewind", "compaction"),
+        help="run one benchmark (default: capture, then rewind, then compaction)",
     )
     parser.add_argument(
         "--no-anatomy",
@@ -147,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     output = (
         args.output if args.output is not None else (None if args.quick else REPO / "BENCHMARKS.md")
     )
-    for name, job in (("capture", run), ("rewind", run_rewind)):
+    for name, job in (
+        ("capture", run),
+        ("rewind", run_rewind),
+        ("compaction", compaction_report.job),
+    ):
         if args.only not in (None, name):
             continue
         try:
