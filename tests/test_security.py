@@ -104,9 +104,10 @@ def test_every_function_is_security_definer_with_empty_search_path(
     assert len(functions) > 14
     for fn in functions:
         assert fn["prosecdef"], fn["name"]
-        # Capture functions also switch JIT off; nothing may loosen the path.
+        # Capture functions also switch JIT off, compaction raises work_mem;
+        # nothing may loosen the path.
         assert 'search_path=""' in fn["proconfig"], fn["name"]
-        assert set(fn["proconfig"]) <= {'search_path=""', "jit=off"}, fn["name"]
+        assert set(fn["proconfig"]) <= {'search_path=""', "jit=off", "work_mem=64MB"}, fn["name"]
         assert not fn["public_execute"], fn["name"]
 
 

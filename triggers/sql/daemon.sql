@@ -101,7 +101,10 @@ $$;
 -- The originals move to simtrail.archive.
 CREATE OR REPLACE FUNCTION simtrail.compact_batch(p_window interval, p_batch integer)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
+-- Sorting a batch by row spills to disk at the default work_mem; JIT only
+-- adds compile time to statements this size.
+SET work_mem = '64MB' SET jit = off AS $$
 DECLARE
     v_frontier record;
     v_lo bigint;
@@ -150,15 +153,20 @@ BEGIN
 
     -- The cut point of each transaction, per tenant (marks are per tenant).
     CREATE TEMP TABLE IF NOT EXISTS simtrail_segments (
-        tenant_id text, xact_id xid8, seg bigint, PRIMARY KEY (tenant_id, xact_id)
+        tenant_id text, xact_id xid8, seg bigint, actor jsonb, rewind_id bigint,
+        PRIMARY KEY (tenant_id, xact_id)
     ) ON COMMIT DROP;
     TRUNCATE pg_temp.simtrail_segments;
-    INSERT INTO pg_temp.simtrail_segments (tenant_id, xact_id, seg)
+    -- The actor rides along for the archive, so no batch joins the whole
+    -- (ever growing) transactions table.
+    INSERT INTO pg_temp.simtrail_segments (tenant_id, xact_id, seg, actor, rewind_id)
     SELECT p.tenant_id, p.xact_id,
            (SELECT k.ord FROM pg_temp.simtrail_cuts AS k
             WHERE k.snap_xmax > p.xact_id AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id)
               AND pg_catalog.pg_visible_in_snapshot(p.xact_id, k.snapshot)
-            ORDER BY k.snap_xmax, k.ord LIMIT 1)
+            ORDER BY k.snap_xmax, k.ord LIMIT 1),
+           (SELECT x.actor FROM simtrail.transactions AS x WHERE x.xact_id = p.xact_id),
+           (SELECT x.rewind_id FROM simtrail.transactions AS x WHERE x.xact_id = p.xact_id)
     FROM (SELECT DISTINCT c.tenant_id, c.xact_id FROM simtrail.changes AS c
           WHERE c.id >= v_lo AND c.id < v_hi AND c.tenant_id IS NOT NULL
             AND c.net_from IS NULL) AS p;
@@ -167,12 +175,12 @@ BEGIN
     -- The originals to fold: each with the id of the last change of its row
     -- between its two cut points (the id its net change will take).
     CREATE TEMP TABLE IF NOT EXISTS simtrail_members (
-        id bigint PRIMARY KEY, net_id bigint NOT NULL
+        id bigint PRIMARY KEY, net_id bigint NOT NULL, changed_at timestamptz
     ) ON COMMIT DROP;
     TRUNCATE pg_temp.simtrail_members;
-    INSERT INTO pg_temp.simtrail_members (id, net_id)
-    SELECT w.id, w.net_id FROM (
-        SELECT c.id,
+    INSERT INTO pg_temp.simtrail_members (id, net_id, changed_at)
+    SELECT w.id, w.net_id, w.changed_at FROM (
+        SELECT c.id, c.changed_at,
                pg_catalog.max(c.id) OVER g AS net_id,
                pg_catalog.count(*) OVER g AS n
         FROM simtrail.changes AS c
@@ -206,24 +214,27 @@ BEGIN
                l.xact_id, l.changed_at
         FROM (SELECT m.net_id, pg_catalog.min(m.id) AS net_from, pg_catalog.count(*)::integer AS net_count
               FROM pg_temp.simtrail_members AS m GROUP BY m.net_id) AS g
-        JOIN simtrail.changes AS f ON f.id = g.net_from
-        JOIN simtrail.changes AS l ON l.id = g.net_id;
+        JOIN simtrail.changes AS f ON f.id = g.net_from AND f.id >= v_lo AND f.id < v_hi
+        JOIN simtrail.changes AS l ON l.id = g.net_id AND l.id >= v_lo AND l.id < v_hi;
         GET DIAGNOSTICS v_net = ROW_COUNT;
 
-        SELECT pg_catalog.min(c.changed_at) AS lo, pg_catalog.max(c.changed_at) AS hi INTO v_span
-        FROM simtrail.changes AS c JOIN pg_temp.simtrail_members AS m ON m.id = c.id;
+        SELECT pg_catalog.min(m.changed_at) AS lo, pg_catalog.max(m.changed_at) AS hi INTO v_span
+        FROM pg_temp.simtrail_members AS m;
         PERFORM simtrail.ensure_archive_partitions(v_span.lo, v_span.hi);
 
         WITH gone AS (
             DELETE FROM simtrail.changes AS c USING pg_temp.simtrail_members AS m
-            WHERE c.id = m.id
+            -- The id range keeps the planner from walking the log's key
+            -- index from its start on every batch.
+            WHERE c.id = m.id AND c.id >= v_lo AND c.id < v_hi
             RETURNING c.*, m.net_id
         )
         INSERT INTO simtrail.archive (id, tenant_id, table_name, operation, row_pk, old_pk, old_data,
                                       new_data, xact_id, changed_at, moved, actor, rewind_id, net_id)
         SELECT g.id, g.tenant_id, g.table_name, g.operation, g.row_pk, g.old_pk, g.old_data,
                g.new_data, g.xact_id, g.changed_at, g.moved, x.actor, x.rewind_id, g.net_id
-        FROM gone AS g LEFT JOIN simtrail.transactions AS x ON x.xact_id = g.xact_id;
+        FROM gone AS g LEFT JOIN pg_temp.simtrail_segments AS x
+          ON x.tenant_id = g.tenant_id AND x.xact_id = g.xact_id;
 
         INSERT INTO simtrail.changes (id, tenant_id, table_name, operation, row_pk, old_data, new_data,
                                       xact_id, changed_at, net_from, net_count)
