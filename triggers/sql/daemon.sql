@@ -22,6 +22,23 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
                (SELECT s.last_value + 1 FROM simtrail.change_id_seq AS s))
 $$;
 
+-- scan_from as it stands now. When the snapshot was taken, the transactions
+-- still running had not committed their simtrail.transactions rows, so
+-- scan_from could not see where they began; once they have committed, it can.
+-- Running transactions are those in the snapshot's xip list and those at or
+-- above its xmax (a snapshot lists only running ids below xmax); of the
+-- latter, only ones that began before p_scan_from matter.
+CREATE OR REPLACE FUNCTION simtrail.effective_scan_from(p_scan_from bigint, p_snapshot pg_snapshot)
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT LEAST(p_scan_from,
+                 (SELECT pg_catalog.min(x.first_change_id) FROM simtrail.transactions AS x
+                  WHERE x.xact_id IN (SELECT pg_catalog.pg_snapshot_xip(p_snapshot))),
+                 (SELECT pg_catalog.min(x.first_change_id) FROM simtrail.transactions AS x
+                  WHERE x.xact_id >= pg_catalog.pg_snapshot_xmax(p_snapshot)
+                    AND x.first_change_id < p_scan_from))
+$$;
+
 -- Record the time with the snapshot that goes with it.
 CREATE OR REPLACE FUNCTION simtrail.tick()
 RETURNS jsonb
@@ -120,7 +137,8 @@ BEGIN
     END IF;
     PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.compaction_lock_key());
     SELECT s.compacted_below INTO v_lo FROM simtrail.daemon_state AS s FOR UPDATE;
-    SELECT t.id, t.at, t.scan_from INTO v_frontier FROM simtrail.ticks AS t
+    SELECT t.id, t.at, simtrail.effective_scan_from(t.scan_from, t.snapshot) AS scan_from
+      INTO v_frontier FROM simtrail.ticks AS t
     WHERE t.at < pg_catalog.clock_timestamp() - p_window ORDER BY t.at DESC, t.id DESC LIMIT 1;
     IF NOT FOUND OR v_lo >= v_frontier.scan_from THEN
         RETURN pg_catalog.jsonb_build_object('done', true, 'scanned', 0, 'archived', 0, 'net', 0);
@@ -297,8 +315,10 @@ BEGIN
     GET DIAGNOSTICS v_marks = ROW_COUNT;
 
     -- Log rows older than the horizon that no remaining tick or mark needs.
-    SELECT LEAST((SELECT pg_catalog.min(t.scan_from) FROM simtrail.ticks AS t),
-                 (SELECT pg_catalog.min(m.scan_from) FROM simtrail.marks AS m),
+    SELECT LEAST((SELECT pg_catalog.min(simtrail.effective_scan_from(t.scan_from, t.snapshot))
+                  FROM simtrail.ticks AS t),
+                 (SELECT pg_catalog.min(simtrail.effective_scan_from(m.scan_from, m.snapshot))
+                  FROM simtrail.marks AS m),
                  (SELECT s.last_value + 1 FROM simtrail.change_id_seq AS s))
       INTO v_keep_from;
     DELETE FROM simtrail.changes AS c WHERE c.id < v_keep_from AND c.changed_at < v_horizon;

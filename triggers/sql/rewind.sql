@@ -165,7 +165,8 @@ BEGIN
             'predicate', pg_catalog.format(
                 'c.tenant_id = %L AND c.id >= %s'
                 ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
-                p_tenant, v_mark.scan_from, v_mark.snapshot));
+                p_tenant, simtrail.effective_scan_from(v_mark.scan_from, v_mark.snapshot),
+                v_mark.snapshot));
     END IF;
 
     IF pg_catalog.starts_with(p_target, 'change:') THEN
@@ -251,7 +252,8 @@ BEGIN
             'predicate', pg_catalog.format(
                 'c.tenant_id = %L AND c.id >= %s'
                 ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
-                p_tenant, v_cut.scan_from, v_cut.snapshot));
+                p_tenant, simtrail.effective_scan_from(v_cut.scan_from, v_cut.snapshot),
+                v_cut.snapshot));
     END IF;
     IF v_compacted OR v_horizon IS NOT NULL THEN
         RAISE EXCEPTION 'time % is before the oldest tick simtrail keeps; history that old resolves only to ticks and marks',
