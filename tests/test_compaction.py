@@ -226,6 +226,36 @@ def test_compaction_shrinks_the_log_and_archives_the_originals_by_day(
     assert state(db, tenant) == at_start
 
 
+def test_a_rewinds_own_changes_keep_its_id_in_the_archive(seeded_db: Database) -> None:
+    db = seeded_db
+    tenant = rewindkit.tenants(db)[0]
+    patient = patient_of(db, tenant)
+    mark(db, tenant, "launch")
+    launched = state(db, tenant)
+    start = tick(db)
+    set_room(db, patient, "a")
+    set_room(db, patient, "b")
+    rewind_id = rewind(db, tenant, "mark:launch")["rewind_id"]
+    by_rewind = db.sql(
+        "SELECT c.id FROM simtrail.changes c JOIN simtrail.transactions x USING (xact_id)"
+        " WHERE x.rewind_id = %s",
+        (rewind_id,),
+    )
+    assert len(by_rewind) == 1
+    set_room(db, patient, "c")
+    tick(db)
+    # The two updates, the rewind's revert and the update after it: one row,
+    # one segment, one net change.
+    assert (compact(db)["net"], count(db, "simtrail.archive")) == (1, 4)
+    archived = db.sql("SELECT id, rewind_id, actor FROM simtrail.archive ORDER BY id")
+    assert [r["id"] for r in archived if r["rewind_id"] is not None] == [by_rewind[0]["id"]]
+    assert {r["rewind_id"] for r in archived} == {None, rewind_id}
+    assert all(r["actor"]["session_user"] for r in archived)
+
+    rewind(db, tenant, start.isoformat())
+    assert state(db, tenant) == launched
+
+
 def test_a_change_target_inside_compacted_history_is_refused(seeded_db: Database) -> None:
     db = seeded_db
     tenant = rewindkit.tenants(db)[0]
