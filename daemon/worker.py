@@ -49,11 +49,13 @@ class Worker:
                 " or `dsn` in the config file"
             )
         self.settings = settings
+        # Fixed for the life of the process: a reload keeps the DSN in force.
+        self._dsn: str = settings.dsn
         self._reload = reload
         self.flags = flags or Flags()
         self.status = Status(stale_after=settings.health_stale_after)
         self.clocks = Clocks()
-        self.lease = Lease(settings.dsn or "", ttl=settings.lease_ttl, retry=settings.lease_retry)
+        self.lease = Lease(self._dsn, ttl=settings.lease_ttl, retry=settings.lease_retry)
         self._work: Conn | None = None
         self._listen: Conn | None = None
         self._health: HealthServer | None = None
@@ -63,7 +65,7 @@ class Worker:
     def _work_conn(self) -> Conn:
         if self._work is None or self._work.closed:
             self._work = connect(
-                self.settings.dsn or "", "daemon", statement_timeout_ms=WORK_STATEMENT_TIMEOUT_MS
+                self._dsn, "daemon", statement_timeout_ms=WORK_STATEMENT_TIMEOUT_MS
             )
         return self._work
 
@@ -71,7 +73,7 @@ class Worker:
         """The LISTEN session; None while it cannot be had (polling still works)."""
         if self._listen is None or self._listen.closed:
             try:
-                self._listen = connect(self.settings.dsn or "", "listen")
+                self._listen = connect(self._dsn, "listen")
                 self._listen.execute(q("listen"))
             except (SimtrailError, psycopg.Error):
                 self._listen = None
