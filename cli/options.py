@@ -24,5 +24,14 @@ def dry_run_option(f: F) -> F:
     )
 
 
+def tz_option(f: F) -> F:
+    return click.option(
+        "--tz",
+        metavar="ZONE",
+        help="Read times given without a UTC offset in ZONE (an IANA name such as"
+        " Europe/Berlin); by default in the database session's TimeZone.",
+    )(f)
+
+
 def tenant_option(f: F) -> F:
     return click.option("--tenant", "-t", required=True, help="The tenant (class) key.")(f)

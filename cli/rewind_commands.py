@@ -10,8 +10,10 @@ from typing import Any
 import click
 
 from simtrail.cli.app import App
-from simtrail.cli.options import dry_run_option, json_option, pass_app, tenant_option
+from simtrail.cli.options import dry_run_option, json_option, pass_app, tenant_option, tz_option
 from simtrail.cli.output import cell, emit_json, table
+from simtrail.db import Conn
+from simtrail.times import parse_time, zone_info
 from simtrail.triggers import rewinding
 
 DEFAULT_RESET_MARK = "launch"
@@ -76,6 +78,7 @@ def _show_report(report: dict[str, Any], as_json: bool) -> None:
         f"tenant {report['tenant']} → {report['target']} "
         f"({resolved['resolved_by']}, {resolved.get('at')})"
     )
+    click.echo(f"precision: {resolved['precision']}")
     rows = [{"table": name, **counts} for name, counts in sorted(report["tables"].items())]
     if rows:
         click.echo(table(rows, ["table", "deleted", "restored", "reverted"]))
@@ -95,9 +98,33 @@ def _show_report(report: dict[str, Any], as_json: bool) -> None:
         click.echo("dry run: nothing was changed")
 
 
-def _rewind(app: App, tenant: str, target: str, dry_run: bool, force: bool, as_json: bool) -> None:
+def read_time(conn: Conn, text: str, tz: str | None) -> dt.datetime:
+    """A time the user typed, through the one parser; warns when a zone was assumed."""
+    if tz is not None:
+        zone_info(tz)
+    parsed = parse_time(text, tz if tz is not None else lambda: rewinding.session_zone(conn))
+    if (warning := parsed.warning()) is not None:
+        click.echo(warning, err=True)
+    return parsed.value
+
+
+def _rewind(
+    app: App,
+    tenant: str,
+    target: str,
+    dry_run: bool,
+    force: bool,
+    as_json: bool,
+    *,
+    nearest: bool = False,
+    tz: str | None = None,
+) -> None:
     with app.connect("rewind") as conn:
-        report = rewinding.rewind(conn, tenant, target, dry_run=dry_run, force=force)
+        if not target.startswith(("mark:", "change:")):
+            target = read_time(conn, target, tz).isoformat()
+        report = rewinding.rewind(
+            conn, tenant, target, dry_run=dry_run, force=force, nearest=nearest
+        )
     _show_report(report, as_json)
 
 
@@ -109,13 +136,29 @@ def _rewind(app: App, tenant: str, target: str, dry_run: bool, force: bool, as_j
     required=True,
     help="mark:NAME, change:ID, or an ISO-8601 time (e.g. 2026-11-26T09:30:00+00:00).",
 )
+@click.option(
+    "--nearest",
+    is_flag=True,
+    help="For a time no tick or mark resolves exactly: use the nearest earlier cut"
+    " (the report's precision says how far back it is).",
+)
+@tz_option
 @dry_run_option
 @click.option("--force", is_flag=True, help="Overwrite rows written with capture off (drift).")
 @json_option
 @pass_app
-def rewind(app: App, tenant: str, target: str, dry_run: bool, force: bool, as_json: bool) -> None:
+def rewind(
+    app: App,
+    tenant: str,
+    target: str,
+    nearest: bool,
+    tz: str | None,
+    dry_run: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
     """Put one tenant back to TARGET, keeping every id; other tenants are untouched."""
-    _rewind(app, tenant, target, dry_run, force, as_json)
+    _rewind(app, tenant, target, dry_run, force, as_json, nearest=nearest, tz=tz)
 
 
 @click.command()
@@ -140,9 +183,8 @@ def reset(app: App, tenant: str, mark_name: str, dry_run: bool, force: bool, as_
 @click.command()
 @tenant_option
 @click.option("--table", help="Only this table (bare name means public).")
-@click.option(
-    "--since", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"])
-)
+@click.option("--since", metavar="TIME", help="Only changes at or after TIME (ISO-8601).")
+@tz_option
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @json_option
 @pass_app
@@ -150,13 +192,15 @@ def history(
     app: App,
     tenant: str,
     table: str | None,
-    since: dt.datetime | None,
+    since: str | None,
+    tz: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
     """A tenant's timeline: who changed which row when, with column diffs for updates."""
     with app.connect("history") as conn:
-        rows = rewinding.history(conn, tenant, table=table, since=since, limit=limit)
+        start = read_time(conn, since, tz) if since is not None else None
+        rows = rewinding.history(conn, tenant, table=table, since=start, limit=limit)
     if as_json:
         emit_json(rows)
         return

@@ -29,6 +29,17 @@ RETENTION_EVERY = 60.0
 STATS_EVERY = 10.0
 
 
+def tick_promise(tick_interval: float) -> float:
+    """How soon after a tick the daemon promises the next one, in seconds.
+
+    The interval, plus room for the cycle's other work between two ticks (a
+    heal, one compaction batch), so that a daemon that runs does not get its
+    time targets refused for being a little late. A gap longer than this is an
+    outage: a time inside it is refused unless asked for the nearest cut.
+    """
+    return tick_interval + max(1.0, tick_interval)
+
+
 @dataclass
 class CycleReport:
     """What one cycle did: the fields of its log line."""
@@ -97,7 +108,7 @@ class LeaderWork:
     def tick_if_due(self, settings: DaemonSettings, report: CycleReport) -> None:
         now = time.monotonic()
         if self.clocks.due("tick", settings.tick_interval, now):
-            self.conn.execute(q("tick"))
+            self.conn.execute(q("tick"), {"promise": tick_promise(settings.tick_interval)})
             self.clocks.tick = now
             report.ticks += 1
             with self.status.lock:

@@ -17,7 +17,9 @@ from tests.rewindkit import mark, rewind, state
 
 
 def tick(db: Database) -> datetime:
-    at: datetime = db.sql("SELECT (simtrail.tick() ->> 'at')::timestamptz AS at")[0]["at"]
+    at: datetime = db.sql(
+        "SELECT (simtrail.tick(interval '1 second') ->> 'at')::timestamptz AS at"
+    )[0]["at"]
     return at
 
 
@@ -123,7 +125,7 @@ def test_a_time_target_resolves_to_the_last_tick_before_it(seeded_db: Database) 
     assert state(db, tenant) == at_tick
     resolved = report["resolved"]
     assert resolved["kind"] == "time"
-    assert "tick" in resolved["resolved_by"] and "exact to the tick" in resolved["resolved_by"]
+    assert resolved["cut"] == "tick" and resolved["precision"].startswith("exact")
     assert datetime.fromisoformat(resolved["cut_at"]) == ticked
     assert report["totals"] == {"deleted": 1, "restored": 0, "reverted": 1}
 
@@ -419,7 +421,7 @@ def test_retention_drops_whole_old_days_and_refuses_targets_before_its_horizon(
     # After the horizon but before any tick: nothing to resolve it through.
     refused = refusal(db, tenant, (horizon + timedelta(days=1)).isoformat())
     assert refused.sqlstate == "22023"
-    assert "oldest tick" in str(refused)
+    assert "no tick or mark at or before" in str(refused)
     assert written(db) == unchanged
 
 
@@ -464,10 +466,10 @@ def test_a_time_before_every_tick_is_refused_once_the_tenant_is_compacted(
     time.sleep(0.005)
     set_room(db, patient, "e1")
     set_room(db, patient, "e2")
-    # No tick yet: transaction start times are all there is.
-    dry = rewind(db, tenant, early.isoformat(), dry_run=True)
-    assert "transaction start times" in dry["resolved"]["resolved_by"]
-    assert dry["totals"]["reverted"] == 1
+    # No tick yet, and the seeding changed the tenant before it: no cut
+    # places the time (transaction start times are never used).
+    refused = refusal(db, tenant, early.isoformat())
+    assert "no tick or mark at or before" in str(refused)
 
     tick(db)
     # The two updates fold with the seeding's insert of that patient.
@@ -479,12 +481,10 @@ def test_a_time_before_every_tick_is_refused_once_the_tenant_is_compacted(
     unchanged = written(db)
     refused = refusal(db, tenant, early.isoformat())
     assert refused.sqlstate == "22023"
-    assert "before the oldest tick" in str(refused)
+    assert "no tick or mark at or before" in str(refused)
     assert written(db) == unchanged
-    # A tenant whose log compaction left as it was still resolves that way.
-    other_dry = rewind(db, other, early.isoformat(), dry_run=True)
-    assert "transaction start times" in other_dry["resolved"]["resolved_by"]
-    assert other_dry["totals"]["reverted"] > 0
+    assert "no tick or mark at or before" in str(refusal(db, other, early.isoformat()))
+    assert written(db) == unchanged
 
 
 def test_daemon_stats_counts_what_is_there(seeded_db: Database) -> None:

@@ -74,11 +74,18 @@ def rewind(
     *,
     dry_run: bool = False,
     force: bool = False,
+    nearest: bool = False,
     attempts: int = 5,
 ) -> dict[str, Any]:
     """Rewind in one transaction; retried whole on a deadlock, never partial."""
     require_installed(conn)
-    params = {"tenant": tenant, "target": target, "dry_run": dry_run, "force": force}
+    params = {
+        "tenant": tenant,
+        "target": target,
+        "dry_run": dry_run,
+        "force": force,
+        "nearest": nearest,
+    }
     for attempt in range(1, attempts + 1):
         started = time.monotonic()
         try:
@@ -96,6 +103,13 @@ def rewind(
         report["wall_ms"] = round((time.monotonic() - started) * 1000, 1)
         return report
     raise AssertionError("unreachable")
+
+
+def session_zone(conn: Conn) -> str:
+    """The session's TimeZone: where a time typed without an offset is read."""
+    row = conn.execute(q("session_zone")).fetchone()
+    assert row is not None
+    return str(row["zone"])
 
 
 def tenant_state(conn: Conn, tenant: str) -> dict[str, tuple[int, str]]:

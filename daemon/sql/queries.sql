@@ -10,7 +10,7 @@ SELECT 1 AS alive
 SELECT pg_catalog.to_regclass('simtrail.daemon_state') IS NOT NULL AS installed
 
 -- name: tick
-SELECT simtrail.tick() AS tick
+SELECT simtrail.tick(pg_catalog.make_interval(secs => %(promise)s)) AS tick
 
 -- name: thin_ticks
 SELECT simtrail.thin_ticks(pg_catalog.make_interval(secs => %(window)s),

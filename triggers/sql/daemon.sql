@@ -39,23 +39,37 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
                     AND x.first_change_id < p_scan_from))
 $$;
 
--- Record the time with the snapshot that goes with it.
-CREATE OR REPLACE FUNCTION simtrail.tick()
+-- Record the time with the snapshot that goes with it, and how soon the
+-- next tick is promised (p_promise; NULL promises nothing). A time target up
+-- to p_promise after this tick resolves to it "exact to the tick".
+CREATE OR REPLACE FUNCTION simtrail.tick(p_promise interval)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
     v_snapshot pg_snapshot := pg_catalog.pg_current_snapshot();
     v_tick record;
 BEGIN
-    INSERT INTO simtrail.ticks (snapshot, scan_from)
-    VALUES (v_snapshot, simtrail.scan_from(v_snapshot))
+    IF p_promise <= interval '0' THEN
+        RAISE EXCEPTION 'a tick promise must be a positive interval' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO simtrail.ticks (snapshot, scan_from, promise)
+    VALUES (v_snapshot, simtrail.scan_from(v_snapshot), p_promise)
     RETURNING id, at INTO v_tick;
-    RETURN pg_catalog.jsonb_build_object('id', v_tick.id, 'at', v_tick.at);
+    RETURN pg_catalog.jsonb_build_object('id', v_tick.id, 'at', v_tick.at, 'promise', p_promise);
 END
 $$;
 
+-- A tick taken by hand: a cut point that promises no next tick, so it makes
+-- only times at or quietly after it exact.
+CREATE OR REPLACE FUNCTION simtrail.tick()
+RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT simtrail.tick(NULL::interval)
+$$;
+
 -- Keep every tick inside the fine window; older, keep the first tick of
--- each p_keep_every bucket. Returns how many ticks went.
+-- each p_keep_every bucket. Returns how many ticks went. Records where it
+-- thinned, so a time there resolves to the coarse tick and says so.
 CREATE OR REPLACE FUNCTION simtrail.thin_ticks(p_window interval, p_keep_every interval)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
@@ -73,6 +87,9 @@ BEGIN
           WHERE k.at < pg_catalog.clock_timestamp() - p_window
           ORDER BY pg_catalog.date_bin(p_keep_every, k.at, 'epoch'::timestamptz), k.at, k.id);
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    UPDATE simtrail.daemon_state
+    SET thinned_before = GREATEST(thinned_before, pg_catalog.clock_timestamp() - p_window),
+        coarse_every = GREATEST(coarse_every, p_keep_every);
     RETURN v_deleted;
 END
 $$;

@@ -100,7 +100,11 @@ SELECT id, name, created_at, created_by FROM simtrail.list_marks(%(tenant)s)
 SELECT simtrail.delete_mark(%(tenant)s, %(name)s) AS deleted
 
 -- name: rewind
-SELECT simtrail.rewind(%(tenant)s, %(target)s, %(dry_run)s, %(force)s) AS report
+SELECT simtrail.rewind(%(tenant)s, %(target)s, %(dry_run)s, %(force)s, %(nearest)s) AS report
+
+-- name: session_zone
+-- The zone a time without a UTC offset is read in, unless --tz names one.
+SELECT pg_catalog.current_setting('TimeZone') AS zone
 
 -- name: known_tenant
 SELECT simtrail.known_tenant(%(tenant)s) AS tenant

@@ -126,10 +126,11 @@ $$;
 
 -- Which of the tenant's changes a rewind to p_target undoes. Returns how the
 -- target resolved, with `predicate`: a condition on simtrail.changes AS c
--- selecting exactly those changes (time targets list them in
--- pg_temp.simtrail_undo first).
--- TARGET is `mark:NAME`, `change:ID`, or an ISO-8601 time.
-CREATE OR REPLACE FUNCTION simtrail.resolve_target(p_tenant text, p_target text)
+-- selecting exactly those changes, and `precision`: how exact the state is,
+-- in words. TARGET is `mark:NAME`, `change:ID`, or an ISO-8601 time with a
+-- UTC offset (see time_targets.sql; p_nearest applies to times only).
+CREATE OR REPLACE FUNCTION simtrail.resolve_target(
+    p_tenant text, p_target text, p_nearest boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
@@ -138,11 +139,8 @@ DECLARE
     v_boundary bigint;
     v_time timestamptz;
     v_log_start timestamptz;
-    v_added bigint;
     v_straddler xid8;
     v_horizon timestamptz;
-    v_compacted boolean;
-    v_cut record;
 BEGIN
     IF p_target IS NULL OR pg_catalog.btrim(p_target) = '' THEN
         RAISE EXCEPTION 'a target is required: mark:NAME, change:ID or an ISO-8601 time'
@@ -162,6 +160,7 @@ BEGIN
         RETURN pg_catalog.jsonb_build_object(
             'kind', 'mark', 'mark', v_mark.name, 'mark_id', v_mark.id,
             'at', v_mark.created_at, 'resolved_by', 'mark snapshot (exact)',
+            'precision', 'exact: mark snapshot',
             'predicate', pg_catalog.format(
                 'c.tenant_id = %L AND c.id >= %s'
                 ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
@@ -210,92 +209,27 @@ BEGIN
         RETURN pg_catalog.jsonb_build_object(
             'kind', 'change', 'change', v_change.id, 'at', v_change.changed_at,
             'resolved_by', 'change order (exact)',
+            'precision', 'exact: the state right after the transaction of that change',
             'predicate', pg_catalog.format('c.tenant_id = %L AND c.id > %s', p_tenant, v_boundary));
     END IF;
 
-    BEGIN
-        v_time := p_target::timestamptz;
-    EXCEPTION WHEN data_exception THEN
-        RAISE EXCEPTION '% is not a target: use mark:NAME, change:ID or an ISO-8601 time',
-            pg_catalog.quote_literal(p_target) USING ERRCODE = 'invalid_parameter_value';
-    END;
+    v_time := simtrail.parse_time(p_target);
     IF v_time > pg_catalog.clock_timestamp() THEN
-        RAISE EXCEPTION 'time % is in the future', v_time USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'time % is in the future', simtrail.iso_time(v_time)
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT pg_catalog.min(v.installed_at) INTO v_log_start FROM simtrail.schema_version AS v;
     IF v_time < v_log_start THEN
-        RAISE EXCEPTION 'time % is before the log begins (%)', v_time, v_log_start
-            USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'time % is before the log begins (%)', simtrail.iso_time(v_time),
+            simtrail.iso_time(v_log_start) USING ERRCODE = 'invalid_parameter_value';
     END IF;
-
     SELECT s.horizon INTO v_horizon FROM simtrail.daemon_state AS s;
-    v_compacted := EXISTS (SELECT 1 FROM simtrail.changes AS c
-                           WHERE c.tenant_id = p_tenant AND c.net_from IS NOT NULL);
     IF v_time < v_horizon THEN
         RAISE EXCEPTION 'time % is before the retention horizon (%): history that old has been dropped',
-            v_time, v_horizon USING ERRCODE = 'invalid_parameter_value';
+            simtrail.iso_time(v_time), simtrail.iso_time(v_horizon)
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
-
-    -- The last tick (or mark of this tenant) at or before the time: its
-    -- snapshot is a state readers saw, exact to the tick.
-    SELECT x.at, x.snapshot, x.scan_from, x.kind INTO v_cut FROM (
-        (SELECT t.at, t.snapshot, t.scan_from, 'tick' AS kind FROM simtrail.ticks AS t
-         WHERE t.at <= v_time ORDER BY t.at DESC LIMIT 1)
-        UNION ALL
-        (SELECT m.created_at, m.snapshot, m.scan_from, 'mark ' || m.name FROM simtrail.marks AS m
-         WHERE m.tenant_id = p_tenant AND m.created_at <= v_time ORDER BY m.created_at DESC LIMIT 1)
-    ) AS x ORDER BY x.at DESC LIMIT 1;
-    IF FOUND THEN
-        RETURN pg_catalog.jsonb_build_object(
-            'kind', 'time', 'at', v_time, 'cut_at', v_cut.at,
-            'resolved_by', pg_catalog.format('%s at %s (exact to the tick)', v_cut.kind, v_cut.at),
-            'predicate', pg_catalog.format(
-                'c.tenant_id = %L AND c.id >= %s'
-                ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
-                p_tenant, simtrail.effective_scan_from(v_cut.scan_from, v_cut.snapshot),
-                v_cut.snapshot));
-    END IF;
-    IF v_compacted OR v_horizon IS NOT NULL THEN
-        RAISE EXCEPTION 'time % is before the oldest tick simtrail keeps; history that old resolves only to ticks and marks',
-            v_time USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    -- Without ticks, a time resolves through transaction start times: undo
-    -- every transaction that began after it. Then close the set: a later
-    -- change to a row whose earlier change is undone must be undone too, and
-    -- so must the rest of its transaction, so the result is a state that
-    -- readers could have seen.
-    CREATE TEMP TABLE IF NOT EXISTS simtrail_undo (id bigint PRIMARY KEY) ON COMMIT DROP;
-    TRUNCATE pg_temp.simtrail_undo;
-    INSERT INTO pg_temp.simtrail_undo
-    SELECT c.id FROM simtrail.changes AS c
-    JOIN simtrail.transactions AS x ON x.xact_id = c.xact_id
-    WHERE c.tenant_id = p_tenant AND x.started_at > v_time;
-    LOOP
-        WITH undone AS (
-            SELECT u.xact_id, u.table_name, u.row_pk, u.id
-            FROM pg_temp.simtrail_undo AS z JOIN simtrail.changes AS u ON u.id = z.id
-        ), first_per_row AS (
-            SELECT d.table_name, d.row_pk, pg_catalog.min(d.id) AS id FROM undone AS d GROUP BY 1, 2
-        )
-        INSERT INTO pg_temp.simtrail_undo
-        SELECT c.id FROM simtrail.changes AS c
-        WHERE c.tenant_id = p_tenant
-          AND c.id >= (SELECT pg_catalog.min(z.id) FROM pg_temp.simtrail_undo AS z)
-          AND (c.xact_id IN (SELECT d.xact_id FROM undone AS d)
-               OR EXISTS (SELECT 1 FROM first_per_row AS f
-                          WHERE f.table_name = c.table_name AND f.row_pk = c.row_pk
-                            AND f.id < c.id))
-        ON CONFLICT DO NOTHING;
-        GET DIAGNOSTICS v_added = ROW_COUNT;
-        EXIT WHEN v_added = 0;
-    END LOOP;
-    RETURN pg_catalog.jsonb_build_object(
-        'kind', 'time', 'at', v_time,
-        'resolved_by', 'transaction start times (exact to the transaction; ticks not yet recorded)',
-        'predicate', pg_catalog.format(
-            'c.tenant_id = %L AND c.id >= %s AND c.id IN (SELECT z.id FROM pg_temp.simtrail_undo AS z)',
-            p_tenant, coalesce((SELECT pg_catalog.min(z.id) FROM pg_temp.simtrail_undo AS z), 0)));
+    RETURN simtrail.resolve_time(p_tenant, v_time, p_nearest);
 END
 $$;
 
@@ -350,7 +284,8 @@ $$;
 -- what to do about it. Fills pg_temp.simtrail_net and returns the resolved
 -- target. Raises, changing nothing, on a cross-tenant move or (unless forced)
 -- drift.
-CREATE OR REPLACE FUNCTION simtrail.rewind_plan(p_tenant text, p_target text, p_force boolean)
+CREATE OR REPLACE FUNCTION simtrail.rewind_plan(
+    p_tenant text, p_target text, p_force boolean, p_nearest boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
@@ -364,7 +299,7 @@ DECLARE
     v_undone bigint;
     v_predicate text;
 BEGIN
-    v_resolved := simtrail.resolve_target(p_tenant, p_target);
+    v_resolved := simtrail.resolve_target(p_tenant, p_target, p_nearest);
 
     v_predicate := v_resolved ->> 'predicate';
     v_resolved := v_resolved - 'predicate';
@@ -736,10 +671,12 @@ END
 $$;
 
 -- Put a tenant back to TARGET (mark:NAME, change:ID, or an ISO-8601 time),
--- in this transaction. With p_dry_run it only reports the plan. Callable
--- over RPC by privileged roles; retries when the tenant's writers hold locks.
+-- in this transaction. With p_dry_run it only reports the plan; with
+-- p_nearest a time that no cut resolves exactly falls back to the nearest
+-- earlier one (the report's precision says so). Callable over RPC by
+-- privileged roles; retries when the tenant's writers hold locks.
 CREATE OR REPLACE FUNCTION simtrail.rewind(
-    p_tenant text, p_target text, p_dry_run boolean DEFAULT true, p_force boolean DEFAULT false)
+    p_tenant text, p_target text, p_dry_run boolean, p_force boolean, p_nearest boolean)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
@@ -772,7 +709,7 @@ BEGIN
             -- Compaction must not rewrite the log while we read it.
             PERFORM pg_catalog.pg_advisory_xact_lock_shared(simtrail.compaction_lock_key());
             PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.tenant_lock_key(v_tenant));
-            v_resolved := simtrail.rewind_plan(v_tenant, p_target, p_force);
+            v_resolved := simtrail.rewind_plan(v_tenant, p_target, p_force, p_nearest);
             IF NOT p_dry_run THEN
                 INSERT INTO simtrail.rewinds (tenant_id, target) VALUES (v_tenant, p_target)
                 RETURNING id INTO v_rewind_id;
@@ -807,6 +744,7 @@ BEGIN
         'tenant', v_tenant,
         'target', p_target,
         'resolved', v_resolved,
+        'precision', v_resolved -> 'precision',
         'dry_run', p_dry_run,
         'forced', p_force,
         'changes_undone', v_undone,
@@ -830,6 +768,14 @@ BEGIN
     END IF;
     RETURN v_report;
 END
+$$;
+
+-- The signature callers (and their GRANTs) already use: no nearest fallback.
+CREATE OR REPLACE FUNCTION simtrail.rewind(
+    p_tenant text, p_target text, p_dry_run boolean DEFAULT true, p_force boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT simtrail.rewind(p_tenant, p_target, p_dry_run, p_force, false)
 $$;
 
 -- Row count and checksum per captured table of one tenant's live rows: what
