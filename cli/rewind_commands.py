@@ -13,7 +13,7 @@ from simtrail.cli.app import App
 from simtrail.cli.options import dry_run_option, json_option, pass_app, tenant_option, tz_option
 from simtrail.cli.output import cell, emit_json, table
 from simtrail.db import Conn
-from simtrail.times import parse_time, zone_info
+from simtrail.times import EXAMPLE, NotATimeError, parse_time, zone_info
 from simtrail.triggers import rewinding
 
 DEFAULT_RESET_MARK = "launch"
@@ -121,7 +121,13 @@ def _rewind(
 ) -> None:
     with app.connect("rewind") as conn:
         if not target.startswith(("mark:", "change:")):
-            target = read_time(conn, target, tz).isoformat()
+            try:
+                target = read_time(conn, target, tz).isoformat()
+            except NotATimeError:
+                raise NotATimeError(
+                    f"{target.strip()!r} is not a target: use mark:NAME, change:ID or an"
+                    f" ISO-8601 time (e.g. {EXAMPLE})"
+                ) from None
         report = rewinding.rewind(
             conn, tenant, target, dry_run=dry_run, force=force, nearest=nearest
         )

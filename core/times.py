@@ -29,6 +29,10 @@ class TimeInputError(SimtrailError):
     """A time the user typed that cannot be read as one fixed moment."""
 
 
+class NotATimeError(TimeInputError):
+    """Text that is no ISO-8601 time at all (a command may have other readings)."""
+
+
 @dataclass(frozen=True)
 class ParsedTime:
     value: dt.datetime  # always aware
@@ -72,7 +76,7 @@ def parse_time(text: str, zone: str | Callable[[], str]) -> ParsedTime:
     try:
         value = dt.datetime.fromisoformat(stripped)
     except ValueError:
-        raise TimeInputError(
+        raise NotATimeError(
             f"{stripped!r} is not an ISO-8601 time (e.g. {EXAMPLE})"
         ) from None
     if value.tzinfo is not None:

@@ -348,6 +348,8 @@ def test_change_and_time_targets(seeded_db: Database) -> None:
     boundary = db.sql("SELECT max(id) AS id FROM simtrail.changes WHERE tenant_id = %s", (tenant,))[
         0
     ]["id"]
+    # The seeding came before the cut: only a tick there places the time.
+    db.sql("SELECT simtrail.tick(interval '1 second')")
     time.sleep(0.05)
     cut = db.sql("SELECT clock_timestamp() AS t")[0]["t"]
     time.sleep(0.05)
