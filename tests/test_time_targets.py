@@ -146,7 +146,7 @@ def test_ticks_recorded_by_hand_make_a_time_between_them_exact_to_the_tick(
     assert state(db, tenant) == at_tick
     assert datetime.fromisoformat(report["resolved"]["cut_at"]) == ticked
     assert re.fullmatch(
-        r"exact to the tick \(ticks at most 1 s apart\): state at tick at \S+, "
+        r"exact to the tick \(1 s\): state at tick at \S+, "
         r"0\.\d+ s before the time asked",
         report["precision"],
     ), report["precision"]

@@ -153,7 +153,7 @@ BEGIN
     ELSIF v_has_cut AND v_distance <= coalesce(v_promise, interval '0') THEN
         v_precision := CASE WHEN v_distance = interval '0'
             THEN pg_catalog.format('exact: %s, the time asked', v_label)
-            ELSE pg_catalog.format('exact to the tick (ticks at most %s apart): state at %s, %s before the time asked',
+            ELSE pg_catalog.format('exact to the tick (%s): state at %s, %s before the time asked',
                                    simtrail.describe_interval(v_promise), v_label,
                                    simtrail.describe_interval(v_distance)) END;
         v_resolved_by := v_label;
