@@ -21,7 +21,13 @@ from simtrail.sqlfile import query, read
 PACKAGE = "simtrail.triggers"
 _VERSION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Re-applied on every install, in this order, after the versioned files.
-FUNCTION_FILES = ("sql/config.sql", "sql/capture.sql", "sql/daemon.sql", "sql/rewind.sql")
+FUNCTION_FILES = (
+    "sql/config.sql",
+    "sql/discover.sql",
+    "sql/capture.sql",
+    "sql/daemon.sql",
+    "sql/rewind.sql",
+)
 # The seed's columns; an adopted table must have at least these.
 CONFIG_COLUMNS = {
     "table_name": "text",
@@ -51,6 +57,8 @@ class InstallReport:
     to_version: int
     created_config_table: bool
     actions: list[dict[str, str]] = field(default_factory=list)
+    # Config rows left out of the sync, each with its problem.
+    refused: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,7 +67,23 @@ class InstallReport:
             "to_version": self.to_version,
             "created_config_table": self.created_config_table,
             "actions": self.actions,
+            "refused": self.refused,
         }
+
+
+def split_refused(rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """sync's rows as (actions taken, config rows refused)."""
+    actions = [r for r in rows if r["action"] != "refuse"]
+    refused = [
+        {"table_name": r["table_name"], "problem": r["detail"]}
+        for r in rows
+        if r["action"] == "refuse"
+    ]
+    return actions, refused
+
+
+def refusal_line(refused: dict[str, str]) -> str:
+    return f"simulation_table_config row {refused['table_name']}: {refused['problem']}"
 
 
 def q(name: str) -> psycopg.sql.SQL:
@@ -155,10 +179,11 @@ def install(conn: Conn, *, dry_run: bool = False) -> InstallReport:
             conn.execute(q("install_lock"))
             created = ensure_config_table(conn)
             before, after = apply_schema(conn)
-            actions = [dict(r) for r in conn.execute(q("sync"), {"apply": True})]
+            rows = [dict(r) for r in conn.execute(q("sync"), {"apply": True})]
     except psycopg.errors.InvalidParameterValue as exc:
         raise ConfigError(first_line(str(exc))) from None
-    return InstallReport(dry_run, before, after, created, actions)
+    actions, refused = split_refused(rows)
+    return InstallReport(dry_run, before, after, created, actions, refused)
 
 
 def sync(conn: Conn, *, apply: bool = True) -> list[dict[str, str]]:
