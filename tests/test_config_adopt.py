@@ -20,7 +20,8 @@ from tests.conftest import Database
 USERS_CONSTRAINTS = (
     "ALTER TABLE public.simulation_table_config ALTER COLUMN delete_order SET NOT NULL",
     "ALTER TABLE public.simulation_table_config"
-    " ADD CONSTRAINT simulation_table_config_category_check CHECK (category IN ('core', 'clinical', 'medications', 'labs', 'assessments', 'charting'))",
+    " ADD CONSTRAINT simulation_table_config_category_check CHECK (category IN"
+    " ('core', 'clinical', 'medications', 'labs', 'assessments', 'charting'))",
 )
 
 
