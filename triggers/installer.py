@@ -143,7 +143,16 @@ def ensure_config_table(conn: Conn) -> bool:
                 + "; add them or rename the table"
             )
         return False
-    conn.execute(script("sql/config_table.sql"))
+    try:
+        with conn.transaction():
+            conn.execute(script("sql/config_table.sql"))
+    except psycopg.errors.InsufficientPrivilege:
+        role = conn.execute(q("current_role")).fetchone()
+        name = role["name"] if role else "this role"
+        raise ConfigError(
+            f"public.simulation_table_config is missing and {name} may not create it:"
+            f" create it as its owner, or GRANT CREATE ON SCHEMA public TO {name}"
+        ) from None
     conn.execute(q("revoke_config_table"))
     for role in conn.execute(q("app_roles")).fetchall():
         conn.execute(

@@ -209,6 +209,19 @@ BEGIN
             problem := pg_catalog.format('%s is listed more than once', r.relid);
             RETURN NEXT;
         END IF;
+        -- Attaching capture is ALTER TABLE: only the table's owner (or a
+        -- member of its role) may, and simtrail's functions run as their owner.
+        IF NOT pg_catalog.pg_has_role(current_user,
+                (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = r.relid), 'USAGE') THEN
+            problem := pg_catalog.format(
+                '%s is owned by %s, so %s (which owns simtrail) cannot attach capture to it;'
+                ' make %s its owner or a member of %s',
+                r.relid, (SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class AS c
+                          WHERE c.oid = r.relid), current_user, current_user,
+                (SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class AS c
+                 WHERE c.oid = r.relid));
+            RETURN NEXT;
+        END IF;
         IF simtrail.pk_columns(r.relid) IS NULL THEN
             problem := pg_catalog.format('%s has no primary key, so its rows cannot be identified', r.relid);
             RETURN NEXT;

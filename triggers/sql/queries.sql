@@ -18,6 +18,9 @@ FROM pg_catalog.pg_attribute AS a
 WHERE a.attrelid = 'public.simulation_table_config'::regclass AND a.attnum > 0
   AND NOT a.attisdropped
 
+-- name: current_role
+SELECT pg_catalog.quote_ident(current_user) AS name
+
 -- name: revoke_config_table
 -- Application roles must not switch capture off by editing the config.
 REVOKE ALL ON public.simulation_table_config FROM PUBLIC
