@@ -75,6 +75,9 @@ class Clocks:
     retention: float = 0.0
     stats: float = 0.0
     fingerprint: str = ""
+    # The refused config rows last logged, so a bad row is logged when it
+    # appears (or changes), not at every heal.
+    refused: list[dict[str, str]] = field(default_factory=list)
 
     def due(self, name: str, every: float, now: float) -> bool:
         last: float = getattr(self, name)
@@ -126,10 +129,14 @@ class LeaderWork:
         actions, refused = split_refused(rows)
         # Sync heals every valid table and leaves only the bad rows' tables
         # alone; each of those is an error until someone fixes the row.
-        for row in refused:
-            log.error("config row refused; its triggers are left as they are",
-                      table=row["table_name"], problem=row["problem"],
-                      error=refusal_line(row))
+        if refused != self.clocks.refused:
+            for row in refused:
+                log.error("config row refused; its triggers are left as they are",
+                          table=row["table_name"], problem=row["problem"],
+                          error=refusal_line(row))
+            if not refused:
+                log.info("config problems resolved")
+            self.clocks.refused = refused
         report.refused = refused
         with self.status.lock:
             self.status.config_problems = refused

@@ -160,3 +160,16 @@ def test_healthz_reports_the_refused_row(installed_db: Database, tmp_path: Path)
         assert daemon.health()[1]["status"] == "ok"
         assert daemon.metrics()["simtrail_config_problems"] == 0
     assert_new_table_captured(db)
+
+
+def test_a_refused_row_is_logged_once_not_every_heal(
+    installed_db: Database, tmp_path: Path
+) -> None:
+    db = installed_db
+    add_bad_and_new_rows(db)
+    with running(db.dsn, tmp_path, *FAST) as daemon:
+        eventually(lambda: len(daemon.events("cycle")) >= 15, timeout=20, what="fifteen cycles")
+        refused = [e for e in daemon.logs() if e["event"].startswith("config row refused")]
+        assert [e["table"] for e in refused] == ["pain_log"]
+        db.sql("DELETE FROM public.simulation_table_config WHERE table_name = 'pain_log'")
+        eventually(lambda: daemon.events("config problems resolved"), timeout=10, what="resolved")
