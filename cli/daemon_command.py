@@ -17,7 +17,9 @@ _DURATION = "DURATION"
 
 
 @click.command()
-@click.option("--once", is_flag=True, help="Run a single cycle, then exit (0 when it worked).")
+@click.option("--once", is_flag=True,
+              help="Run one cycle, then exit: 0 when it worked, 1 when it failed or refused a"
+                   " config row.")
 @click.option("--config", type=click.Path(dir_okay=False), help="TOML settings file.")
 @click.option("--tick-interval", metavar=_DURATION, help="Record a tick this often [1s].")
 @click.option("--poll-interval", metavar=_DURATION, help="Longest wait between cycles [1s].")

@@ -65,6 +65,7 @@ def install(app: App, dry_run: bool, as_json: bool) -> None:
         report = installer.install(conn, dry_run=dry_run)
     if as_json:
         emit_json(report.as_dict())
+        _exit_if_refused(report.refused)
         return
     prefix = "would " if dry_run else ""
     if report.created_config_table:
@@ -75,10 +76,19 @@ def install(app: App, dry_run: bool, as_json: bool) -> None:
         )
     for action in report.actions:
         click.echo(f"{prefix}{action['action']} {action['table_name']}: {action['detail']}")
-    if not report.actions and report.from_version == report.to_version:
+    if not report.actions and not report.refused and report.from_version == report.to_version:
         click.echo(f"simtrail v{report.to_version} is installed and up to date; nothing to do")
     elif dry_run:
         click.echo("dry run: nothing was changed")
+    _exit_if_refused(report.refused)
+
+
+def _exit_if_refused(refused: list[dict[str, str]]) -> None:
+    """Exit 1 (the rest was done, so not 2) after naming each refused config row."""
+    for row in refused:
+        click.echo(f"simtrail: error: {installer.refusal_line(row)}", err=True)
+    if refused:
+        sys.exit(1)
 
 
 @cli.command()
@@ -182,31 +192,66 @@ def config_list(app: App, as_json: bool) -> None:
     )
 
 
-def _print_actions(actions: list[dict[str, str]]) -> None:
+def _print_actions(actions: list[dict[str, str]], refused: list[dict[str, str]]) -> None:
     for action in actions:
         click.echo(f"{action['action']} {action['table_name']}: {action['detail']}")
+    # The change asked for was made; other rows' problems are only reported.
+    for row in refused:
+        click.echo(
+            f"simtrail: warning: {installer.refusal_line(row)}; its triggers are left as they are",
+            err=True,
+        )
+
+
+def _fill_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--set",
+        "extra",
+        multiple=True,
+        metavar="COLUMN=VALUE",
+        help="A value for another column of your config table (NOT NULL ones need one).",
+    )(f)
+    f = click.option(
+        "--delete-order", type=int, help="delete_order for the new row(s), where your table has it."
+    )(f)
+    return f
+
+
+def _fill(category: str | None, delete_order: int | None, extra: tuple[str, ...]) -> Any:
+    pairs: dict[str, str] = {}
+    for item in extra:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set {item!r}: expected COLUMN=VALUE")
+        if name.strip() in pairs:
+            raise ConfigError(f"--set {name.strip()} is given twice")
+        pairs[name.strip()] = value
+    return config_rows.Fill(category=category, delete_order=delete_order, extra=pairs)
 
 
 @config.command("add")
 @click.argument("table_name")
-@click.option("--category", default="clinical", show_default=True)
+@click.option("--category", help="category for the row [default: the column's, else clinical].")
 @click.option("--tenant-column", "direct", is_flag=True, help="The table has its own tenant_id.")
 @click.option("--via-patient", is_flag=True, help="Reach the tenant through patient_id → patients.")
 @click.option("--parent", "parent_table", help="Reach the tenant through this parent table…")
 @click.option("--parent-column", help="…via this foreign-key column of TABLE_NAME.")
 @click.option("--disabled", is_flag=True, help="Add the row without capturing yet.")
 @click.option("--notes")
+@_fill_options
 @pass_app
 def config_add(
     app: App,
     table_name: str,
-    category: str,
+    category: str | None,
     direct: bool,
     via_patient: bool,
     parent_table: str | None,
     parent_column: str | None,
     disabled: bool,
     notes: str | None,
+    delete_order: int | None,
+    extra: tuple[str, ...],
 ) -> None:
     """Add TABLE_NAME and attach capture to it."""
     chosen = sum([direct, via_patient, parent_table is not None or parent_column is not None])
@@ -221,12 +266,15 @@ def config_add(
         parent_table=parent_table,
         parent_column=parent_column,
     )
+    fill = _fill(category, delete_order, extra)
     with app.connect("config") as conn:
-        actions = config_rows.add(
-            conn, table_name, category=category, path=path, enabled=not disabled, notes=notes
+        result = config_rows.add(
+            conn, table_name, path=path, fill=fill, enabled=not disabled, notes=notes
         )
     click.echo(f"added {table_name}")
-    _print_actions(actions)
+    if result["values"]:
+        click.echo(f"values: {config_rows.describe_values(result['values'])}")
+    _print_actions(result["actions"], result["refused"])
 
 
 @config.command("enable")
@@ -235,7 +283,8 @@ def config_add(
 def config_enable(app: App, table_name: str) -> None:
     """Enable TABLE_NAME and attach capture to it."""
     with app.connect("config") as conn:
-        _print_actions(config_rows.set_enabled(conn, table_name, True))
+        synced = config_rows.set_enabled(conn, table_name, True)
+    _print_actions(synced.actions, synced.refused)
 
 
 @config.command("disable")
@@ -244,28 +293,90 @@ def config_enable(app: App, table_name: str) -> None:
 def config_disable(app: App, table_name: str) -> None:
     """Disable TABLE_NAME and detach capture from it (its history is kept)."""
     with app.connect("config") as conn:
-        _print_actions(config_rows.set_enabled(conn, table_name, False))
+        synced = config_rows.set_enabled(conn, table_name, False)
+    _print_actions(synced.actions, synced.refused)
 
 
 @config.command("discover")
 @click.option("--apply", is_flag=True, help="Add the proposals to the config and attach them.")
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="TABLE",
+    help="Treat TABLE as tenant data although it looks like a user, tenant or catalogue table.",
+)
+@click.option(
+    "--category", help="category for added rows [default: the column's, else discovered]."
+)
+@_fill_options
 @json_option
 @pass_app
-def config_discover(app: App, apply: bool, as_json: bool) -> None:
-    """Propose every tenant-scoped table and say how it reaches its tenant."""
+def config_discover(
+    app: App,
+    apply: bool,
+    include: tuple[str, ...],
+    category: str | None,
+    delete_order: int | None,
+    extra: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Propose every table of tenant data and say how it reaches its tenant."""
+    fill = _fill(category, delete_order, extra)
     with app.connect("config") as conn:
-        result = config_rows.discover(conn, apply=apply)
+        result = config_rows.discover(conn, apply=apply, include=include, fill=fill)
     if as_json:
         emit_json(result)
         return
     click.echo(table(result["tables"], ["table_name", "reaches_tenant", "configured"]))
+    if result["not_tenant_data"]:
+        click.echo("\nnot tenant data (--include TABLE to propose one anyway):")
+        click.echo(table(result["not_tenant_data"], ["table_name", "reason"]))
+    if result["ignored"]:
+        click.echo("\nignored (simtrail config unignore TABLE to undo):")
+        click.echo(table(result["ignored"], ["table_name", "reason"]))
     for name in result["added"]:
         click.echo(f"added {name}")
+    if result["values"]:
+        click.echo(f"values: {config_rows.describe_values(result['values'])}")
     for skipped in result["skipped"]:
         click.echo(f"skipped {skipped['table_name']}: {skipped['reason']}")
-    _print_actions(result["actions"])
+    _print_actions(result["actions"], result["refused"])
     if not apply and any(not t["configured"] for t in result["tables"]):
         click.echo("run with --apply to add the unconfigured tables")
+
+
+@config.command("ignore")
+@click.argument("table_name")
+@click.option("--reason", help="Why it is not tenant data (kept with the entry).")
+@pass_app
+def config_ignore(app: App, table_name: str, reason: str | None) -> None:
+    """Say TABLE_NAME is not tenant data: discovery and doctor leave it alone."""
+    with app.connect("config") as conn:
+        name = config_rows.ignore(conn, table_name, reason)
+    click.echo(f"ignored {name}")
+
+
+@config.command("unignore")
+@click.argument("table_name")
+@pass_app
+def config_unignore(app: App, table_name: str) -> None:
+    """Undo `config ignore`: discovery and doctor look at TABLE_NAME again."""
+    with app.connect("config") as conn:
+        name = config_rows.unignore(conn, table_name)
+    click.echo(f"no longer ignored: {name}")
+
+
+@config.command("ignored")
+@json_option
+@pass_app
+def config_ignored(app: App, as_json: bool) -> None:
+    """List the tables marked as not tenant data."""
+    with app.connect("config") as conn:
+        rows = config_rows.ignored(conn)
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(table(rows, ["table_name", "reason", "ignored_at", "ignored_by", "exists"]))
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from simtrail.db import Conn
 from simtrail.errors import NotInstalledError
 from simtrail.logs import get
 from simtrail.settings import first_line
+from simtrail.triggers.installer import refusal_line, split_refused
 
 log = get("simtrail.daemon")
 
@@ -48,6 +49,8 @@ class CycleReport:
     ticks: int = 0
     ticks_thinned: int = 0
     healed: list[dict[str, str]] = field(default_factory=list)
+    # Config rows the heal left out, each with its problem (None: no heal ran).
+    refused: list[dict[str, str]] | None = None
     batches: int = 0
     scanned: int = 0
     archived: int = 0
@@ -62,6 +65,7 @@ class CycleReport:
         out.update(
             ticks_thinned=self.ticks_thinned,
             healed=len(self.healed),
+            config_problems=len(self.refused or []),
             compaction_batches=self.batches,
             compaction_scanned=self.scanned,
             compaction_archived=self.archived,
@@ -82,6 +86,9 @@ class Clocks:
     retention: float = 0.0
     stats: float = 0.0
     fingerprint: str = ""
+    # The refused config rows last logged, so a bad row is logged when it
+    # appears (or changes), not at every heal.
+    refused: list[dict[str, str]] = field(default_factory=list)
 
     def due(self, name: str, every: float, now: float) -> bool:
         last: float = getattr(self, name)
@@ -125,13 +132,25 @@ class LeaderWork:
         self.clocks.fingerprint = fingerprint
         try:
             with self.conn.transaction():
-                actions = [dict(r) for r in self.conn.execute(q("sync"))]
+                rows = [dict(r) for r in self.conn.execute(q("sync"))]
         except psycopg.errors.InvalidParameterValue as exc:
-            # A bad config row stops all healing until it is fixed; say so
-            # every time rather than act on half a config.
             log.error("config has a problem; triggers left as they are",
                       error=first_line(str(exc)))
             return
+        actions, refused = split_refused(rows)
+        # Sync heals every valid table and leaves only the bad rows' tables
+        # alone; each of those is an error until someone fixes the row.
+        if refused != self.clocks.refused:
+            for row in refused:
+                log.error("config row refused; its triggers are left as they are",
+                          table=row["table_name"], problem=row["problem"],
+                          error=refusal_line(row))
+            if not refused:
+                log.info("config problems resolved")
+            self.clocks.refused = refused
+        report.refused = refused
+        with self.status.lock:
+            self.status.config_problems = refused
         for action in actions:
             log.info("trigger healed", action=action["action"], table=action["table_name"],
                      detail=action["detail"])

@@ -109,7 +109,8 @@ class Worker:
                         watchdog="1", status=f"{report.role}, {self.status.cycles} cycles"
                     )
                     if once:
-                        exit_code = 1 if failed else 0
+                        # A refused config row is a problem the caller must see.
+                        exit_code = 1 if failed or report.refused else 0
                         break
                     if self._health is not None and not self._health.alive():
                         log.error("health endpoint died; stopping")

@@ -82,21 +82,37 @@ def assert_refused(db: Database, args: tuple[str, ...], fragment: str) -> str:
     return line
 
 
+FIXTURE_TABLES = 14
+
+
 @pytest.mark.parametrize("bad", BAD_ROWS.values(), ids=BAD_ROWS.keys())
-def test_install_on_fresh_database_refuses_bad_row(clinic_db: Database, bad: BadRow) -> None:
+def test_install_on_fresh_database_refuses_only_the_bad_row(
+    clinic_db: Database, bad: BadRow
+) -> None:
+    # One bad row must not stop the others from being captured (issue 8, item 10):
+    # every valid table is attached, the bad row is named, and the exit is 1
+    # (work was done, so not 2).
     for statement in bad.setup:
         clinic_db.sql(statement)
     before = snapshot(clinic_db.dsn)
 
-    line = assert_refused(clinic_db, ("install",), bad.message)
+    result = run_cli("install", dsn=clinic_db.dsn)
+    assert result.exit_code == 1, result.stderr
+    line = assert_one_line_error(result.stderr)
     assert line.startswith(f"simtrail: error: simulation_table_config row {bad.table_name}: ")
+    assert bad.message in line
+    attached = [line for line in result.stdout.splitlines() if line.startswith("attach ")]
+    assert len(attached) == FIXTURE_TABLES
 
     after = snapshot(clinic_db.dsn)
-    assert after == before
-    # No partial install: no schema, no trigger, no function of ours.
-    assert not after.schema_present
-    assert after.our_triggers() == []
-    assert after.functions == []
+    assert after.schema_present
+    assert len(after.captured) == FIXTURE_TABLES
+    assert f"public.{bad.table_name}" not in after.captured_tables()
+    assert after.config == before.config
+    doctor = run_cli("doctor", "--json", dsn=clinic_db.dsn)
+    assert doctor.exit_code == 1
+    findings = json.loads(doctor.stdout)["findings"]
+    assert [(f["kind"], f["table_name"]) for f in findings] == [("config", bad.table_name)]
 
 
 # The tenant-path variants are covered on an installed database by test_doctor.
@@ -144,7 +160,13 @@ def test_install_dry_run_reports_bad_row_too(clinic_db: Database) -> None:
     for statement in BAD_ROWS["missing-table"].setup:
         clinic_db.sql(statement)
     before = snapshot(clinic_db.dsn)
-    assert_refused(clinic_db, ("install", "--dry-run"), "table public.intake_forms does not exist")
+    result = run_cli("install", "--dry-run", dsn=clinic_db.dsn)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "simtrail: error: simulation_table_config row intake_forms:"
+        " table public.intake_forms does not exist"
+    ]
+    assert result.stdout.splitlines()[-1] == "dry run: nothing was changed"
     assert snapshot(clinic_db.dsn) == before
 
 

@@ -123,7 +123,11 @@ def test_config_add_captures_the_table(
     name = table.removeprefix("public.")
 
     out = cli_ok(seeded_db, "config", "add", name, "--category", "charting", *path)
-    assert out.splitlines() == [f"added {name}", f"attach {table}: no capture trigger yet"]
+    assert out.splitlines() == [
+        f"added {name}",
+        'values: category="charting" (--category)',
+        f"attach {table}: no capture trigger yet",
+    ]
 
     row = config_row(seeded_db, name)
     assert row["category"] == "charting"
@@ -145,7 +149,10 @@ def test_config_add_captures_the_table(
 def test_config_add_disabled_does_not_capture(installed_db: Database) -> None:
     installed_db.sql("CREATE TABLE public.shift_notes (id int PRIMARY KEY, tenant_id uuid)")
     out = cli_ok(installed_db, "config", "add", "shift_notes", "--tenant-column", "--disabled")
-    assert out.splitlines() == ["added shift_notes"]
+    assert out.splitlines() == [
+        "added shift_notes",
+        """values: category="clinical" (simtrail's default; --category to choose)""",
+    ]
     assert config_row(installed_db, "shift_notes")["enabled"] is False
     assert triggers_on(installed_db, "public.shift_notes") == {}
 
@@ -203,11 +210,11 @@ def test_config_discover_proposes_new_tables(installed_db: Database) -> None:
     installed_db.sql("CREATE TABLE public.shift_reports (id uuid PRIMARY KEY, tenant_id uuid)")
     installed_db.sql(
         "CREATE TABLE public.shift_items (id uuid PRIMARY KEY,"
-        " report_id uuid REFERENCES public.shift_reports (id), body text)"
+        " report_id uuid NOT NULL REFERENCES public.shift_reports (id), body text)"
     )
     installed_db.sql(
         "CREATE TABLE public.intake_checks (id uuid PRIMARY KEY,"
-        " patient_id uuid REFERENCES public.patients (id))"
+        " patient_id uuid NOT NULL REFERENCES public.patients (id))"
     )
     before = snapshot(installed_db.dsn)
 
@@ -224,6 +231,13 @@ def test_config_discover_proposes_new_tables(installed_db: Database) -> None:
     assert tables["public.intake_checks"]["has_patient_id"] is True
     assert tables["public.lab_results"]["reaches_tenant"] == "panel_id → public.lab_panels"
     assert report["added"] == [] and report["actions"] == []
+    # The fixture's user, tenant, catalogue and audit tables are named, with why.
+    assert {t["table_name"] for t in report["not_tenant_data"]} == {
+        "public.user_profiles",
+        "public.tenants",
+        "public.programs",
+        "public.chart_audit",
+    }
     assert snapshot(installed_db.dsn) == before
 
     human = cli_ok(installed_db, "config", "discover").splitlines()
@@ -236,7 +250,7 @@ def test_config_discover_apply_adds_and_attaches(installed_db: Database) -> None
     installed_db.sql("CREATE TABLE public.shift_reports (id uuid PRIMARY KEY, tenant_id uuid)")
     installed_db.sql(
         "CREATE TABLE public.shift_items (id uuid PRIMARY KEY,"
-        " report_id uuid REFERENCES public.shift_reports (id), body text)"
+        " report_id uuid NOT NULL REFERENCES public.shift_reports (id), body text)"
     )
 
     report = json.loads(cli_ok(installed_db, "config", "discover", "--apply", "--json"))

@@ -43,7 +43,7 @@ GAPS = {
     "new-child-table-not-in-config": Gap(
         (
             "CREATE TABLE public.lab_comments (id uuid PRIMARY KEY,"
-            " panel_id uuid REFERENCES public.lab_panels (id), body text)",
+            " panel_id uuid NOT NULL REFERENCES public.lab_panels (id), body text)",
         ),
         "uncovered",
         "public.lab_comments",
@@ -271,12 +271,28 @@ def test_doctor_reports_config_and_coverage_gaps_together(installed_db: Database
     # Config problems come first: they block every sync.
     assert [f["kind"] for f in report["findings"]][:2] == ["config", "config"]
 
-    # Config gaps are not something install can guess: it refuses and changes nothing.
+    # Config gaps are not something install can guess: it refuses those rows,
+    # leaves their tables as they are, heals the rest and exits 1.
     before = snapshot(installed_db.dsn)
+    bowel = [t for t in before.our_triggers() if t["table_name"] == "public.bowel_records"]
     refused = invoke(installed_db.dsn, "install")
-    assert refused.exit_code == 2
-    assert refused.stderr.startswith("simtrail: error: simulation_table_config row ")
-    assert snapshot(installed_db.dsn) == before
+    assert refused.exit_code == 1
+    assert refused.stdout.splitlines() == [
+        "refresh public.handover_notes: capture trigger is missing, disabled or outdated"
+    ]
+    assert refused.stderr.splitlines() == [
+        "simtrail: error: simulation_table_config row bowel_records: "
+        + GAPS["patient-path-on-text-mrn"].detail
+        + " and does not match its primary key",
+        "simtrail: error: simulation_table_config row pain_log: "
+        + GAPS["table-without-primary-key"].detail
+        + ", so its rows cannot be identified",
+    ]
+    after = snapshot(installed_db.dsn)
+    assert [t for t in after.our_triggers() if t["table_name"] == "public.bowel_records"] == bowel
+    code, report = doctor_json(installed_db)
+    assert code == 1
+    assert kinds(report) == {(GAPS[n].kind, GAPS[n].table_name) for n in chosen[:3]}
 
 
 def test_doctor_when_not_installed(clinic_db: Database) -> None:

@@ -93,6 +93,7 @@ def test_install_twice_changes_nothing(clinic_db: Database) -> None:
         "to_version": latest_version(),
         "created_config_table": False,
         "actions": [],
+        "refused": [],
     }
     assert snapshot(clinic_db.dsn) == after_first
 

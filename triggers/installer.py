@@ -23,6 +23,7 @@ _VERSION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Re-applied on every install, in this order, after the versioned files.
 FUNCTION_FILES = (
     "sql/config.sql",
+    "sql/discover.sql",
     "sql/capture.sql",
     "sql/daemon.sql",
     "sql/time_targets.sql",
@@ -57,6 +58,8 @@ class InstallReport:
     to_version: int
     created_config_table: bool
     actions: list[dict[str, str]] = field(default_factory=list)
+    # Config rows left out of the sync, each with its problem.
+    refused: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,7 +68,23 @@ class InstallReport:
             "to_version": self.to_version,
             "created_config_table": self.created_config_table,
             "actions": self.actions,
+            "refused": self.refused,
         }
+
+
+def split_refused(rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """sync's rows as (actions taken, config rows refused)."""
+    actions = [r for r in rows if r["action"] != "refuse"]
+    refused = [
+        {"table_name": r["table_name"], "problem": r["detail"]}
+        for r in rows
+        if r["action"] == "refuse"
+    ]
+    return actions, refused
+
+
+def refusal_line(refused: dict[str, str]) -> str:
+    return f"simulation_table_config row {refused['table_name']}: {refused['problem']}"
 
 
 def q(name: str) -> psycopg.sql.SQL:
@@ -125,7 +144,16 @@ def ensure_config_table(conn: Conn) -> bool:
                 + "; add them or rename the table"
             )
         return False
-    conn.execute(script("sql/config_table.sql"))
+    try:
+        with conn.transaction():
+            conn.execute(script("sql/config_table.sql"))
+    except psycopg.errors.InsufficientPrivilege:
+        role = conn.execute(q("current_role")).fetchone()
+        name = role["name"] if role else "this role"
+        raise ConfigError(
+            f"public.simulation_table_config is missing and {name} may not create it:"
+            f" create it as its owner, or GRANT CREATE ON SCHEMA public TO {name}"
+        ) from None
     conn.execute(q("revoke_config_table"))
     for role in conn.execute(q("app_roles")).fetchall():
         conn.execute(
@@ -161,10 +189,11 @@ def install(conn: Conn, *, dry_run: bool = False) -> InstallReport:
             conn.execute(q("install_lock"))
             created = ensure_config_table(conn)
             before, after = apply_schema(conn)
-            actions = [dict(r) for r in conn.execute(q("sync"), {"apply": True})]
+            rows = [dict(r) for r in conn.execute(q("sync"), {"apply": True})]
     except psycopg.errors.InvalidParameterValue as exc:
         raise ConfigError(first_line(str(exc))) from None
-    return InstallReport(dry_run, before, after, created, actions)
+    actions, refused = split_refused(rows)
+    return InstallReport(dry_run, before, after, created, actions, refused)
 
 
 def sync(conn: Conn, *, apply: bool = True) -> list[dict[str, str]]:

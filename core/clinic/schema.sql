@@ -30,8 +30,22 @@ CREATE TABLE public.tenants (
 CREATE TABLE public.user_profiles (
     id        uuid PRIMARY KEY,
     full_name text NOT NULL,
-    role      text NOT NULL
+    role      text NOT NULL,
+    -- The class a user lands in after login: a reference to a tenant, not a
+    -- sign that the profile is that class's data (discovery must not propose it).
+    default_tenant_id uuid REFERENCES public.tenants (id) ON DELETE SET NULL
 );
+
+-- Untracked catalogue: a nursing program owns many class sections, and has a
+-- tenant_id of its own (the school that runs it). Discovery must call it, and
+-- tenants, "not tenant data": rewinding a class must never delete either.
+CREATE TABLE public.programs (
+    id        uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name      text NOT NULL,
+    tenant_id uuid REFERENCES public.tenants (id) ON DELETE SET NULL
+);
+ALTER TABLE public.tenants
+    ADD COLUMN program_id uuid REFERENCES public.programs (id) ON DELETE SET NULL;
 
 CREATE TABLE public.patients (
     id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -213,6 +227,17 @@ CREATE TABLE public.patient_care_team (
     role        text NOT NULL,
     assigned_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (patient_id, user_id)
+);
+
+-- Untracked audit trail of the application: who opened which chart. The user
+-- reference is NOT NULL, the patient one is not (audit rows outlive charts),
+-- so it is not class data and discovery says why.
+CREATE TABLE public.chart_audit (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id    uuid NOT NULL REFERENCES public.user_profiles (id) ON DELETE CASCADE,
+    patient_id uuid REFERENCES public.patients (id) ON DELETE SET NULL,
+    action     text NOT NULL,
+    at         timestamptz NOT NULL DEFAULT now()
 );
 
 -- Application triggers. They fire again whenever a tool writes rows back, which

@@ -462,14 +462,16 @@ $$;
 
 -- Bring the triggers in line with the config: attach to enabled tables that
 -- lack a current trigger, detach from tables that are no longer enabled.
--- Refuses, changing nothing, while any enabled config row has a problem.
+-- An enabled row with a problem is refused (one 'refuse' row each) and its
+-- table left exactly as it is; every other table is still healed, so one typo
+-- cannot leave a new, valid table uncaptured.
 -- With p_apply false it only reports what it would do.
 CREATE OR REPLACE FUNCTION simtrail.sync(p_apply boolean)
 RETURNS TABLE (action text, table_name text, detail text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
-    v_problem record;
-    v_count integer;
+    v_bad_names text[];
+    v_bad_relids oid[];
     r record;
     v_state record;
     v_hash text;
@@ -477,19 +479,24 @@ BEGIN
     -- The installer and the daemon may both sync; one at a time.
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('simtrail.sync'));
 
-    SELECT pg_catalog.count(*) INTO v_count FROM simtrail.config_problems();
-    IF v_count > 0 THEN
-        SELECT * INTO v_problem FROM simtrail.config_problems() LIMIT 1;
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = pg_catalog.format('simulation_table_config row %s: %s%s',
-                v_problem.table_name, v_problem.problem,
-                CASE WHEN v_count > 1 THEN pg_catalog.format(' (and %s more)', v_count - 1)
-                     ELSE '' END);
-    END IF;
+    FOR r IN SELECT p.table_name, p.problem FROM simtrail.config_problems() AS p ORDER BY 1, 2 LOOP
+        action := 'refuse';
+        table_name := r.table_name;
+        detail := r.problem;
+        v_bad_names := v_bad_names || r.table_name;
+        RETURN NEXT;
+    END LOOP;
+    v_bad_names := coalesce(v_bad_names, ARRAY[]::text[]);
+    -- A refused row's table keeps whatever capture it has: detaching it
+    -- would open a gap in its history over a config typo.
+    SELECT coalesce(pg_catalog.array_agg(c.relid::oid), ARRAY[]::oid[]) INTO v_bad_relids
+    FROM simtrail.config_rows() AS c
+    WHERE c.relid IS NOT NULL AND c.table_name = ANY (v_bad_names);
 
     FOR r IN
         SELECT DISTINCT c.relid, c.relid::text AS name FROM simtrail.config_rows() AS c
-        WHERE c.enabled AND c.relid IS NOT NULL ORDER BY 2
+        WHERE c.enabled AND c.relid IS NOT NULL AND c.relid::oid <> ALL (v_bad_relids)
+        ORDER BY 2
     LOOP
         SELECT s.trigger_hash INTO v_hash FROM simtrail.render_capture(r.relid) AS s;
         SELECT * INTO v_state FROM simtrail.trigger_state(r.relid);
@@ -516,11 +523,13 @@ BEGIN
         SELECT t.relid, t.table_name AS name FROM simtrail.captured_tables AS t
         WHERE t.relid NOT IN (SELECT c.relid FROM simtrail.config_rows() AS c
                               WHERE c.enabled AND c.relid IS NOT NULL)
+          AND t.relid <> ALL (v_bad_relids)
         UNION
         SELECT DISTINCT g.tgrelid, g.tgrelid::regclass::text FROM pg_catalog.pg_trigger AS g
         WHERE g.tgname LIKE 'simtrail\_capture\_%' AND NOT g.tgisinternal
           AND g.tgrelid NOT IN (SELECT c.relid FROM simtrail.config_rows() AS c
                                 WHERE c.enabled AND c.relid IS NOT NULL)
+          AND g.tgrelid <> ALL (v_bad_relids)
         ORDER BY 2
     LOOP
         action := 'detach';
@@ -550,10 +559,16 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    FOR r IN SELECT * FROM simtrail.discover() AS d WHERE NOT d.configured LOOP
+    -- Tables discovery calls tenant data and nobody configured or ignored;
+    -- user, tenant and catalogue tables are not tenant data (see discover.sql).
+    FOR r IN
+        SELECT * FROM simtrail.discover(NULL) AS d
+        WHERE NOT d.configured AND d.status = 'proposed'
+    LOOP
         severity := 'error'; kind := 'uncovered'; table_name := r.table_name;
-        detail := pg_catalog.format('looks tenant-scoped (%s) but is not in simulation_table_config',
-                                    r.reaches_tenant);
+        detail := pg_catalog.format('looks tenant-scoped (%s) but is not in simulation_table_config;'
+                                    ' add it, or `simtrail config ignore %s` if it is not tenant data',
+                                    r.reaches_tenant, r.table_name);
         RETURN NEXT;
     END LOOP;
 

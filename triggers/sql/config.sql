@@ -209,6 +209,19 @@ BEGIN
             problem := pg_catalog.format('%s is listed more than once', r.relid);
             RETURN NEXT;
         END IF;
+        -- Attaching capture is ALTER TABLE: only the table's owner (or a
+        -- member of its role) may, and simtrail's functions run as their owner.
+        IF NOT pg_catalog.pg_has_role(current_user,
+                (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = r.relid), 'USAGE') THEN
+            problem := pg_catalog.format(
+                '%s is owned by %s, so %s (which owns simtrail) cannot attach capture to it;'
+                ' make %s its owner or a member of %s',
+                r.relid, (SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class AS c
+                          WHERE c.oid = r.relid), current_user, current_user,
+                (SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class AS c
+                 WHERE c.oid = r.relid));
+            RETURN NEXT;
+        END IF;
         IF simtrail.pk_columns(r.relid) IS NULL THEN
             problem := pg_catalog.format('%s has no primary key, so its rows cannot be identified', r.relid);
             RETURN NEXT;
@@ -223,75 +236,43 @@ BEGIN
 END
 $$;
 
--- Tables that look tenant-scoped: a tenant_id column, a patient_id column, or
--- a foreign key to a table already found. Each row says how it reaches its
--- tenant and whether the config already lists it.
-CREATE OR REPLACE FUNCTION simtrail.discover()
-RETURNS TABLE (
-    table_name text,
-    reaches_tenant text,
-    has_tenant_id boolean,
-    has_patient_id boolean,
-    parent_table text,
-    parent_column text,
-    configured boolean
-)
+
+-- The columns of the adopted config table, as `config add` must fill them:
+-- `required` ones are NOT NULL with no default (nor identity or generated),
+-- so an INSERT that leaves them out fails.
+CREATE OR REPLACE FUNCTION simtrail.config_columns()
+RETURNS TABLE (column_name text, type text, not_null boolean, has_default boolean,
+               is_key boolean, required boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+           a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
+           EXISTS (SELECT 1 FROM pg_catalog.pg_index AS i
+                   WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY (i.indkey)),
+           a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = pg_catalog.to_regclass('public.simulation_table_config')
+      AND a.attnum > 0 AND NOT a.attisdropped
+    ORDER BY a.attnum
+$$;
+
+-- Insert one config row from the keys of p_values only, so every column left
+-- out takes the table's own default. Returns the row as stored.
+CREATE OR REPLACE FUNCTION simtrail.config_insert(p_values jsonb)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
-    v_found regclass[] := ARRAY[]::regclass[];
-    v_added integer;
-    r record;
+    v_columns text;
+    v_row jsonb;
 BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS simtrail_discovered (
-        relid regclass PRIMARY KEY, reaches text, has_tenant boolean, has_patient boolean,
-        parent regclass, parent_col text) ON COMMIT DROP;
-    TRUNCATE pg_temp.simtrail_discovered;
-
-    INSERT INTO pg_temp.simtrail_discovered
-    SELECT c.oid::regclass,
-           CASE WHEN t.attname IS NOT NULL THEN 'its tenant_id column'
-                ELSE 'patient_id → public.patients' END,
-           t.attname IS NOT NULL, p.attname IS NOT NULL,
-           CASE WHEN t.attname IS NULL THEN pg_catalog.to_regclass('public.patients') END,
-           CASE WHEN t.attname IS NULL THEN 'patient_id' END
-    FROM pg_catalog.pg_class AS c
-    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-    LEFT JOIN pg_catalog.pg_attribute AS t
-           ON t.attrelid = c.oid AND t.attname = 'tenant_id' AND NOT t.attisdropped
-    LEFT JOIN pg_catalog.pg_attribute AS p
-           ON p.attrelid = c.oid AND p.attname = 'patient_id' AND NOT p.attisdropped
-    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-      AND n.nspname NOT IN ('simtrail', 'information_schema') AND n.nspname !~ '^pg_'
-      AND (t.attname IS NOT NULL OR p.attname IS NOT NULL);
-
-    -- Then tables that reference a found table through a foreign key, until no more.
-    LOOP
-        INSERT INTO pg_temp.simtrail_discovered
-        SELECT DISTINCT ON (k.conrelid) k.conrelid::regclass,
-               pg_catalog.format('%s → %s', a.attname, k.confrelid::regclass),
-               false, false, k.confrelid::regclass, a.attname::text
-        FROM pg_catalog.pg_constraint AS k
-        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
-        JOIN pg_catalog.pg_class AS c ON c.oid = k.conrelid
-        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-        WHERE k.contype = 'f' AND pg_catalog.cardinality(k.conkey) = 1
-          AND k.confrelid IN (SELECT d.relid FROM pg_temp.simtrail_discovered AS d)
-          AND k.conrelid NOT IN (SELECT d.relid FROM pg_temp.simtrail_discovered AS d)
-          AND n.nspname NOT IN ('simtrail', 'information_schema') AND n.nspname !~ '^pg_'
-        ORDER BY k.conrelid, k.conname;
-        GET DIAGNOSTICS v_added = ROW_COUNT;
-        EXIT WHEN v_added = 0;
-    END LOOP;
-
-    FOR r IN SELECT d.* FROM pg_temp.simtrail_discovered AS d ORDER BY d.relid::text LOOP
-        table_name := r.relid::text;
-        reaches_tenant := r.reaches;
-        has_tenant_id := r.has_tenant;
-        has_patient_id := r.has_patient;
-        parent_table := CASE WHEN r.has_patient THEN NULL ELSE r.parent::text END;
-        parent_column := CASE WHEN r.has_patient THEN NULL ELSE r.parent_col END;
-        configured := EXISTS (SELECT 1 FROM simtrail.config_rows() AS c WHERE c.relid = r.relid);
-        RETURN NEXT;
-    END LOOP;
+    SELECT pg_catalog.string_agg(pg_catalog.format('%I', c.column_name), ', ')
+      INTO v_columns
+      FROM simtrail.config_columns() AS c
+     WHERE p_values ? c.column_name;
+    EXECUTE pg_catalog.format(
+        'INSERT INTO public.simulation_table_config AS t (%1$s) SELECT %1$s'
+        ' FROM pg_catalog.jsonb_populate_record(NULL::public.simulation_table_config, $1)'
+        ' RETURNING pg_catalog.to_jsonb(t.*)', v_columns)
+    INTO v_row USING p_values;
+    RETURN v_row;
 END
 $$;

@@ -18,6 +18,9 @@ FROM pg_catalog.pg_attribute AS a
 WHERE a.attrelid = 'public.simulation_table_config'::regclass AND a.attnum > 0
   AND NOT a.attisdropped
 
+-- name: current_role
+SELECT pg_catalog.quote_ident(current_user) AS name
+
 -- name: revoke_config_table
 -- Application roles must not switch capture off by editing the config.
 REVOKE ALL ON public.simulation_table_config FROM PUBLIC
@@ -52,8 +55,26 @@ SELECT table_name, problem FROM simtrail.config_problems()
 
 -- name: discover
 SELECT table_name, reaches_tenant, has_tenant_id, has_patient_id, parent_table, parent_column,
-       configured
-FROM simtrail.discover()
+       configured, status, reason
+FROM simtrail.discover(%(include)s::text[])
+
+-- name: config_columns
+SELECT column_name, type, not_null, has_default, is_key, required FROM simtrail.config_columns()
+
+-- name: ignore_table
+SELECT simtrail.ignore_table(%(table)s, %(reason)s) AS table_name
+
+-- name: unignore_table
+SELECT simtrail.unignore_table(%(table)s) AS table_name
+
+-- name: ignored_list
+SELECT g.table_name, g.reason, g.ignored_at, g.ignored_by,
+       pg_catalog.to_regclass(g.table_name) IS NOT NULL AS exists
+FROM simtrail.ignored_tables AS g
+ORDER BY g.table_name
+
+-- name: table_exists
+SELECT pg_catalog.to_regclass(%(qualified)s) IS NOT NULL AS present
 
 -- name: doctor
 SELECT severity, kind, table_name, detail FROM simtrail.doctor()
@@ -72,12 +93,7 @@ ORDER BY c.table_name
 SELECT count(*) AS n FROM simtrail.changes AS c WHERE c.tenant_id IS NULL
 
 -- name: config_insert
-INSERT INTO public.simulation_table_config
-    (table_name, category, has_tenant_id, has_patient_id, parent_table, parent_column,
-     enabled, notes)
-VALUES (%(table_name)s, %(category)s, %(has_tenant_id)s, %(has_patient_id)s, %(parent_table)s,
-        %(parent_column)s, %(enabled)s, %(notes)s)
-RETURNING id
+SELECT simtrail.config_insert(%(values)s) AS row
 
 -- name: config_find
 SELECT c.config_id, c.table_name, c.relid::text AS relname, c.enabled

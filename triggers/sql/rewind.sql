@@ -488,8 +488,8 @@ BEGIN
         -- restored rows (updated_at, tenant fillers): refuse rather than be
         -- inexact. The install role must be a superuser or, on Supabase, the
         -- postgres role, which may set this parameter.
-        RAISE EXCEPTION 'refused: the role owning simtrail (%) may not set session_replication_role, which an exact rewind needs',
-            current_user USING ERRCODE = 'insufficient_privilege';
+        RAISE EXCEPTION 'refused: the role owning simtrail (%) may not set session_replication_role, which an exact rewind needs; a superuser must run: GRANT SET ON PARAMETER session_replication_role TO %',
+            current_user, pg_catalog.quote_ident(current_user) USING ERRCODE = 'insufficient_privilege';
     END;
 
     FOR r IN
