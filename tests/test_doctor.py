@@ -292,6 +292,7 @@ def test_doctor_when_not_installed(clinic_db: Database) -> None:
                 "kind": "not_installed",
                 "table_name": None,
                 "detail": "schema simtrail is missing; run `simtrail install`",
+                "fix": "simtrail install",
             }
         ],
     }

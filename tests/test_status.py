@@ -123,7 +123,9 @@ def test_status_for_people(seeded_db: Database) -> None:
 
 
 def test_status_when_not_installed(clinic_db: Database) -> None:
-    assert status_json(clinic_db) == {"installed": False, "package_version": __version__}
+    report = status_json(clinic_db)
+    assert report.pop("connection")["database"] == clinic_db.name
+    assert report == {"installed": False, "package_version": __version__}
     result = invoke(clinic_db.dsn, "status")
     assert result.exit_code == 0
     assert result.stdout.strip() == "simtrail is not installed in this database"
