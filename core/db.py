@@ -70,8 +70,8 @@ def interruption(exc: psycopg.Error) -> SessionInterrupted | None:
     else:
         return None
     return SessionInterrupted(
-        f"interrupted: {what} ({text}); an unfinished transaction is rolled back, "
-        "so run the command again to complete it"
+        f"interrupted: {what} ({text}); a transaction that had not committed is rolled"
+        " back, so the command can be run again"
     )
 
 
