@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from simtrail.triggers import doctor_fixes
 from simtrail.triggers.installer import latest_version
 from tests.catalog import invoke, snapshot
 from tests.conftest import Database, run_cli
@@ -358,8 +359,6 @@ def test_doctor_says_what_fixes_each_finding_and_the_fixes_work(installed_db: Da
 
 
 def test_every_kind_of_finding_has_a_fix() -> None:
-    from simtrail.triggers import doctor_fixes
-
     sources = "".join(
         (resources.files("simtrail.triggers") / "sql" / name).read_text()
         for name in ("capture.sql", "config.sql", "daemon.sql", "rewind.sql")
