@@ -9,38 +9,62 @@ from typing import Any, NoReturn
 
 import click
 import psycopg
+from click.core import ParameterSource
 
 from simtrail import __version__, logs
 from simtrail.cli import rewind_commands
 from simtrail.cli.app import App
 from simtrail.cli.daemon_command import daemon
-from simtrail.cli.options import dry_run_option, json_option, pass_app
-from simtrail.cli.output import emit_json, table
+from simtrail.cli.options import dry_run_option, json_option, names_database, pass_app
+from simtrail.cli.output import emit_error, emit_json, table
 from simtrail.clinic import demo as clinic_demo
-from simtrail.errors import ConfigError, SimtrailError
-from simtrail.settings import first_line
+from simtrail.db import interruption
+from simtrail.errors import EXIT_BAD_INPUT, ConfigError, SimtrailError
+from simtrail.settings import first_line, validate_dsn
 from simtrail.triggers import config as config_rows
 from simtrail.triggers import inspect, installer
+
+JSON_ARGS = "simtrail.json"
 
 
 class Group(click.Group):
     """Every failure leaves through here: one line on stderr, a non-zero exit."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Known before any option is parsed, so that usage errors are JSON too.
+        ctx.meta[JSON_ARGS] = "--json" in (args[: args.index("--")] if "--" in args else args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SimtrailError as exc:
-            fail(ctx, str(exc), exc.exit_code)
+            fail(ctx, str(exc), exc.exit_code, exc.kind)
         except psycopg.Error as exc:
-            fail(ctx, f"database: {first_line(str(exc))}", 2)
+            if (gone := interruption(exc)) is not None:
+                fail(ctx, str(gone), gone.exit_code, gone.kind)
+            fail(ctx, f"database: {first_line(str(exc))}", EXIT_BAD_INPUT, "database")
+        except click.UsageError as exc:
+            if not ctx.meta.get(JSON_ARGS):
+                raise
+            fail(ctx, exc.format_message(), exc.exit_code, "usage")
 
 
-def fail(ctx: click.Context, message: str, exit_code: int) -> NoReturn:
-    click.echo(f"simtrail: error: {message}", err=True)
+def fail(ctx: click.Context, message: str, exit_code: int, kind: str) -> NoReturn:
+    emit_error(message, exit_code, kind)
     ctx.exit(exit_code)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Exit status: 0 done; 1 doctor or demo found a problem; 2 bad input (nothing"
+        " written); 3 refused as unsafe (nothing written); 4 interrupted: the server"
+        " cancelled or ended the session, or the connection broke (run it again)."
+        " Errors are one line on stderr, a JSON object with --json."
+    ),
+)
 @click.option(
     "--dsn",
     envvar="SIMTRAIL_DSN",
@@ -52,12 +76,13 @@ def fail(ctx: click.Context, message: str, exit_code: int) -> NoReturn:
 def cli(ctx: click.Context, dsn: str | None, log_level: str) -> None:
     """Change capture and per-tenant rewind for multi-tenant PostgreSQL."""
     logs.configure(log_level)
-    ctx.obj = App(dsn_option=dsn)
+    ctx.obj = App(dsn_option=dsn, as_json=bool(ctx.meta.get(JSON_ARGS)))
 
 
 @cli.command()
 @dry_run_option
 @json_option
+@names_database
 @pass_app
 def install(app: App, dry_run: bool, as_json: bool) -> None:
     """Create or upgrade schema simtrail and attach capture triggers to the config's tables."""
@@ -95,6 +120,7 @@ def _exit_if_refused(refused: list[dict[str, str]]) -> None:
 @click.option("--drop-log", is_flag=True, help="Also drop schema simtrail and all history in it.")
 @dry_run_option
 @json_option
+@names_database
 @pass_app
 def uninstall(app: App, drop_log: bool, dry_run: bool, as_json: bool) -> None:
     """Remove capture triggers (and with --drop-log, the log). App tables are never touched."""
@@ -116,13 +142,16 @@ def uninstall(app: App, drop_log: bool, dry_run: bool, as_json: bool) -> None:
 @json_option
 @pass_app
 def doctor(app: App, as_json: bool) -> None:
-    """Check config, coverage and triggers. Exits 1 when anything needs fixing."""
+    """Check config, coverage and triggers, and say what fixes each finding.
+
+    Findings are sorted by severity, table and kind. Exits 1 when anything needs fixing.
+    """
     with app.connect("doctor") as conn:
         report = inspect.doctor(conn)
     if as_json:
         emit_json(report)
     elif report["findings"]:
-        click.echo(table(report["findings"], ["severity", "kind", "table_name", "detail"]))
+        click.echo(table(report["findings"], ["severity", "kind", "table_name", "detail", "fix"]))
     else:
         click.echo("all enabled tables are captured by current triggers; nothing uncovered")
     if not report["ok"]:
@@ -131,6 +160,7 @@ def doctor(app: App, as_json: bool) -> None:
 
 @cli.command()
 @json_option
+@names_database
 @pass_app
 def status(app: App, as_json: bool) -> None:
     """Installed version, covered tables and the size and span of the log."""
@@ -239,6 +269,7 @@ def _fill(category: str | None, delete_order: int | None, extra: tuple[str, ...]
 @click.option("--disabled", is_flag=True, help="Add the row without capturing yet.")
 @click.option("--notes")
 @_fill_options
+@names_database
 @pass_app
 def config_add(
     app: App,
@@ -279,6 +310,7 @@ def config_add(
 
 @config.command("enable")
 @click.argument("table_name")
+@names_database
 @pass_app
 def config_enable(app: App, table_name: str) -> None:
     """Enable TABLE_NAME and attach capture to it."""
@@ -289,6 +321,7 @@ def config_enable(app: App, table_name: str) -> None:
 
 @config.command("disable")
 @click.argument("table_name")
+@names_database
 @pass_app
 def config_disable(app: App, table_name: str) -> None:
     """Disable TABLE_NAME and detach capture from it (its history is kept)."""
@@ -310,6 +343,7 @@ def config_disable(app: App, table_name: str) -> None:
 )
 @_fill_options
 @json_option
+@names_database
 @pass_app
 def config_discover(
     app: App,
@@ -387,15 +421,21 @@ def config_ignored(app: App, as_json: bool) -> None:
     show_default=True,
     help="Where the embedded PostgreSQL keeps its files when no DSN is given.",
 )
+@click.option("--dsn", "demo_dsn", help="Build the demo database on this server instead.")
 @json_option
+@names_database
 @pass_app
-def demo(app: App, data_dir: Path, as_json: bool) -> None:
+def demo(app: App, data_dir: Path, demo_dsn: str | None, as_json: bool) -> None:
     """Build a clinic, launch three classes, let students chart, show the captured history.
 
-    Uses the server named by --dsn / DATABASE_URL / PG*, else an embedded PostgreSQL.
+    Runs on an embedded PostgreSQL unless --dsn is given on the command line
+    (before or after `demo`): DATABASE_URL, PG* and SIMTRAIL_DSN are ignored, so
+    the demo never creates a database on a server it was not asked to use.
     """
     say: Callable[[str], None] = (lambda _: None) if as_json else click.echo
-    result = clinic_demo.run(app.dsn, data_dir.resolve(), say)
+    result = clinic_demo.run(
+        _asked_for(demo_dsn), data_dir.resolve(), say, on_connect=app.arrived
+    )
     if as_json:
         emit_json(result)
         return
@@ -432,6 +472,18 @@ def demo(app: App, data_dir: Path, as_json: bool) -> None:
     )
     if not (result["reset_exact"] and result["other_classes_untouched"]):
         sys.exit(1)
+
+
+def _asked_for(demo_dsn: str | None) -> str | None:
+    """The DSN typed on the command line for the demo, else None (embedded)."""
+    if demo_dsn:
+        validate_dsn(demo_dsn)
+        return demo_dsn
+    top = click.get_current_context().find_root()
+    if top.get_parameter_source("dsn") is ParameterSource.COMMANDLINE:
+        explicit: str | None = top.params.get("dsn")
+        return explicit
+    return None
 
 
 def _fingerprint(state: tuple[int, str] | list[Any]) -> str:

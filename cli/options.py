@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -12,6 +13,22 @@ from simtrail.cli.app import App
 F = TypeVar("F", bound=Callable[..., Any])
 
 pass_app = click.make_pass_decorator(App)
+
+
+def names_database(f: F) -> F:
+    """For `status` and every command that writes: say which database it acts on.
+
+    The first line on stderr (`simtrail: database app on db.example.org:5432 as
+    postgres`), printed as soon as the connection is open; with --json, a
+    `connection` field of the result instead.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        click.get_current_context().ensure_object(App).announce = True
+        return f(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def json_option(f: F) -> F:

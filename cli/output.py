@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from simtrail.cli.app import App
+
 
 def _default(value: object) -> object:
     if isinstance(value, dt.datetime | dt.date):
@@ -23,7 +25,32 @@ def _default(value: object) -> object:
 
 
 def emit_json(data: object) -> None:
+    """A command's JSON result on stdout.
+
+    A command that names its database (see App.announce) says which one in a
+    `connection` field of its object, not on stderr.
+    """
+    app = _app()
+    if app is not None and app.announce and app.target and isinstance(data, dict):
+        data = {**data, "connection": app.target}
     click.echo(json.dumps(data, default=_default, indent=2, ensure_ascii=False))
+
+
+def emit_error(message: str, exit_code: int, kind: str) -> None:
+    """A failure on stderr: one line of text, or one line holding a JSON object."""
+    app = _app()
+    if app is not None and app.as_json:
+        error: dict[str, object] = {"message": message, "kind": kind, "exit_code": exit_code}
+        if app.target:
+            error["connection"] = app.target
+        click.echo(json.dumps({"error": error}, default=_default, ensure_ascii=False), err=True)
+    else:
+        click.echo(f"simtrail: error: {message}", err=True)
+
+
+def _app() -> App | None:
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_object(App) if ctx is not None else None
 
 
 def cell(value: object) -> str:

@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from simtrail.cli.app import App
-from simtrail.cli.options import dry_run_option, json_option, pass_app, tenant_option, tz_option
+from simtrail.cli.options import (
+    dry_run_option,
+    json_option,
+    names_database,
+    pass_app,
+    tenant_option,
+    tz_option,
+)
 from simtrail.cli.output import cell, emit_json, table
 from simtrail.db import Conn
 from simtrail.times import EXAMPLE, NotATimeError, parse_time, zone_info
@@ -27,17 +34,26 @@ def mark() -> None:
 @mark.command("create")
 @tenant_option
 @click.argument("name")
+@click.option(
+    "--replace", is_flag=True, help="Move NAME here: delete the tenant's older mark(s) of NAME."
+)
 @json_option
+@names_database
 @pass_app
-def mark_create(app: App, tenant: str, name: str, as_json: bool) -> None:
-    """Mark the tenant's current state as NAME."""
+def mark_create(app: App, tenant: str, name: str, replace: bool, as_json: bool) -> None:
+    """Mark the tenant's current state as NAME (refused when NAME exists, unless --replace).
+
+    A class with no rows yet can be marked: its launch mark is taken before anything is charted.
+    """
     with app.connect("mark") as conn:
-        created = rewinding.create_mark(conn, tenant, name)
+        created = rewinding.create_mark(conn, tenant, name, replace=replace)
     if as_json:
         emit_json(created)
     else:
+        replaced = created.get("replaced")
         click.echo(
             f"marked {created['name']} for tenant {created['tenant']} at {created['created_at']}"
+            + (f" (replaced {replaced} older mark(s) of that name)" if replaced else "")
         )
 
 
@@ -60,6 +76,7 @@ def mark_list(app: App, tenant: str, as_json: bool) -> None:
 @mark.command("delete")
 @tenant_option
 @click.argument("name")
+@names_database
 @pass_app
 def mark_delete(app: App, tenant: str, name: str) -> None:
     """Delete the tenant's marks called NAME."""
@@ -152,6 +169,7 @@ def _rewind(
 @dry_run_option
 @click.option("--force", is_flag=True, help="Overwrite rows written with capture off (drift).")
 @json_option
+@names_database
 @pass_app
 def rewind(
     app: App,
@@ -180,6 +198,7 @@ def rewind(
 @dry_run_option
 @click.option("--force", is_flag=True, help="Overwrite rows written with capture off (drift).")
 @json_option
+@names_database
 @pass_app
 def reset(app: App, tenant: str, mark_name: str, dry_run: bool, force: bool, as_json: bool) -> None:
     """Put a tenant back to its launch state (its latest `launch` mark)."""
@@ -203,14 +222,21 @@ def history(
     limit: int,
     as_json: bool,
 ) -> None:
-    """A tenant's timeline: who changed which row when, with column diffs for updates."""
+    """A tenant's timeline, oldest first: who changed which row when, and its marks.
+
+    Text and --json list the same entries in the same order (the newest LIMIT).
+    """
     with app.connect("history") as conn:
         start = read_time(conn, since, tz) if since is not None else None
         rows = rewinding.history(conn, tenant, table=table, since=start, limit=limit)
     if as_json:
         emit_json(rows)
         return
-    for row in reversed(rows):
+    for row in rows:
+        if row["kind"] == "mark":
+            name = json.dumps(row["name"], ensure_ascii=False)
+            click.echo(f"mark {name}  {cell(row['created_at'])}  {row['who']}")
+            continue
         what = row["operation"] + (f" ({row['moved']})" if row["moved"] else "")
         tag = f" [rewind {row['rewind_id']}]" if row["rewind_id"] else ""
         key = json.dumps(row["row_pk"], ensure_ascii=False)

@@ -345,3 +345,54 @@ def test_connection_error_hides_the_password() -> None:
     line = assert_one_line_error(result.stderr)
     assert "hunter2" not in line
     assert "password=***" in line
+
+
+UNKNOWN_TENANT = "00000000-0000-0000-0000-00000000abcd"
+# (arguments, needs the database's DSN, what the message says)
+JSON_FAILURES = {
+    "after-connecting": (("mark", "create", "--tenant", UNKNOWN_TENANT, "launch"), True,
+                         f"unknown tenant {UNKNOWN_TENANT}: not in public.tenants"),
+    "malformed-dsn": (("status",), False, 'malformed DSN: invalid connection option ""'),
+    "not-installed": (("rewind", "--tenant", UNKNOWN_TENANT, "--to", "mark:launch"), True,
+                      "simtrail is not installed in this database; run `simtrail install`"),
+}
+
+
+def assert_json_error_like_text(db: Database, case: str) -> None:
+    args, connects, message = JSON_FAILURES[case]
+    dsn = db.dsn if connects else MALFORMED_DSN
+    text = run_cli(*args, dsn=dsn)
+    as_json = run_cli(*args, "--json", dsn=dsn)
+    assert as_json.exit_code == text.exit_code == 2
+    assert as_json.stdout == "" and text.stdout == ""
+    assert assert_one_line_error(text.stderr) == f"simtrail: error: {message}"
+    lines = as_json.stderr.splitlines()
+    assert len(lines) == 1, as_json.stderr
+    error = json.loads(lines[0])["error"]
+    assert error["message"] == message
+    assert error["exit_code"] == 2
+    assert error["kind"] == "bad_input"
+    if connects:
+        assert error["connection"]["database"] == db.name
+    else:
+        assert "connection" not in error
+
+
+@pytest.mark.parametrize("case", ["after-connecting", "malformed-dsn"])
+def test_with_json_an_error_is_one_json_object_on_stderr(installed_db: Database, case: str) -> None:
+    assert_json_error_like_text(installed_db, case)
+
+
+def test_with_json_not_installed_is_a_json_error(clinic_db: Database) -> None:
+    assert_json_error_like_text(clinic_db, "not-installed")
+
+
+def test_with_json_a_usage_error_is_json_too(installed_db: Database) -> None:
+    result = run_cli("mark", "create", "launch", "--json", dsn=installed_db.dsn)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    error = json.loads(lines[0])["error"]
+    assert error == {"message": "Missing option '--tenant' / '-t'.", "kind": "usage",
+                     "exit_code": 2}

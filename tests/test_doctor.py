@@ -9,11 +9,15 @@ someone else. The real CLI runs as a subprocess.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
+import psycopg
 import pytest
 
+from simtrail.triggers import doctor_fixes
 from simtrail.triggers.installer import latest_version
 from tests.catalog import invoke, snapshot
 from tests.conftest import Database, run_cli
@@ -268,8 +272,13 @@ def test_doctor_reports_config_and_coverage_gaps_together(installed_db: Database
     code, report = doctor_json(installed_db)
     assert code == 1
     assert kinds(report) == {(GAPS[n].kind, GAPS[n].table_name) for n in chosen}
-    # Config problems come first: they block every sync.
-    assert [f["kind"] for f in report["findings"]][:2] == ["config", "config"]
+    # Sorted by severity, then table (a bare config name means public), then kind.
+    assert [(f["kind"], f["table_name"]) for f in report["findings"]] == [
+        ("config", "bowel_records"),
+        ("uncovered", "public.fluid_balance"),
+        ("missing_trigger", "public.handover_notes"),
+        ("config", "pain_log"),
+    ]
 
     # Config gaps are not something install can guess: it refuses those rows,
     # leaves their tables as they are, heals the rest and exits 1.
@@ -308,7 +317,113 @@ def test_doctor_when_not_installed(clinic_db: Database) -> None:
                 "kind": "not_installed",
                 "table_name": None,
                 "detail": "schema simtrail is missing; run `simtrail install`",
+                "fix": "simtrail install",
             }
         ],
     }
     assert snapshot(clinic_db.dsn) == before
+
+
+def test_doctor_says_what_fixes_each_finding_and_the_fixes_work(installed_db: Database) -> None:
+    db = installed_db
+    chosen = [
+        "new-tenant-table-not-in-config",
+        "new-child-table-not-in-config",
+        "table-without-primary-key",
+        "one-trigger-dropped",
+        "trigger-disabled",
+        "stray-trigger-on-disabled-table",
+    ]
+    for name in chosen:
+        for statement in GAPS[name].setup:
+            db.sql(statement)
+    code, report = doctor_json(db)
+    assert code == 1
+    fixes = {(f["kind"], f["table_name"]): f["fix"] for f in report["findings"]}
+    assert fixes == {
+        ("uncovered", "public.fluid_balance"):
+            "simtrail config add public.fluid_balance --tenant-column",
+        ("uncovered", "public.lab_comments"):
+            "simtrail config add public.lab_comments --parent public.lab_panels"
+            " --parent-column panel_id",
+        ("config", "pain_log"):
+            "correct the row of pain_log in public.simulation_table_config (UPDATE or DELETE it"
+            " in SQL), or `simtrail config disable pain_log`",
+        ("missing_trigger", "public.handover_notes"): "simtrail install",
+        ("disabled_trigger", "public.patients"): "simtrail install",
+        ("stray_trigger", "public.doctors_orders"): "simtrail install",
+    }
+    # People see the fix on the finding's line.
+    human = run_cli("doctor", dsn=db.dsn)
+    line = next(x for x in human.stdout.splitlines() if "public.fluid_balance" in x.split())
+    assert line.endswith("simtrail config add public.fluid_balance --tenant-column")
+
+    # Follow the advice, as printed: doctor is then clean. (The bad row first:
+    # it blocks every other config change.)
+    for command in (
+        "simtrail config disable pain_log",
+        fixes[("uncovered", "public.fluid_balance")],
+        fixes[("uncovered", "public.lab_comments")],
+        "simtrail install",
+    ):
+        done = invoke(db.dsn, *command.split()[1:])
+        assert done.exit_code == 0, (command, done.stderr)
+    assert doctor_json(db) == (
+        0,
+        {"ok": True, "installed_version": latest_version(), "findings": []},
+    )
+
+
+def test_every_kind_of_finding_has_a_fix() -> None:
+    sources = "".join(
+        (resources.files("simtrail.triggers") / "sql" / name).read_text()
+        for name in ("capture.sql", "config.sql", "daemon.sql", "rewind.sql")
+    )
+    kinds = set(re.findall(r"kind := '([a-z_]+)'", sources)) | {"not_installed", "outdated_schema"}
+    assert {"config", "uncovered", "missing_trigger", "config_writable"} <= kinds
+    handled = doctor_fixes.INSTALL_FIXES | {"config", "uncovered", "config_writable"}
+    assert kinds <= handled, f"no fix suggested for {sorted(kinds - handled)}"
+
+
+def test_doctor_flags_a_config_table_app_roles_can_write(installed_db: Database) -> None:
+    db = installed_db
+    db.sql("GRANT INSERT, UPDATE ON public.simulation_table_config TO authenticated")
+    db.sql("GRANT TRUNCATE ON public.simulation_table_config TO PUBLIC")
+    # The risk is real: as the web app's role, capture of a table can be switched off.
+    with psycopg.connect(db.dsn) as conn:
+        conn.execute("SET ROLE authenticated")
+        conn.execute(
+            "UPDATE public.simulation_table_config SET enabled = false"
+            " WHERE table_name = 'patient_vitals'"
+        )
+        conn.rollback()
+
+    code, report = doctor_json(db)
+    assert code == 1
+    assert kinds(report) == {("config_writable", "public.simulation_table_config")}
+    finding = report["findings"][0]
+    assert finding["severity"] == "error"
+    # anon may TRUNCATE through PUBLIC.
+    assert finding["detail"] == (
+        "PUBLIC may TRUNCATE; anon may TRUNCATE; authenticated may INSERT, UPDATE, TRUNCATE"
+        " it, so an app role can switch capture off"
+    )
+    assert finding["fix"] == (
+        "REVOKE INSERT, UPDATE, TRUNCATE ON public.simulation_table_config"
+        " FROM PUBLIC, anon, authenticated"
+    )
+    db.sql(finding["fix"])
+    with psycopg.connect(db.dsn) as conn:
+        conn.execute("SET ROLE authenticated")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE public.simulation_table_config SET enabled = false")
+    assert doctor_json(db)[0] == 0
+
+
+def test_doctor_sees_a_column_grant_too(installed_db: Database) -> None:
+    installed_db.sql("GRANT UPDATE (enabled) ON public.simulation_table_config TO anon")
+    code, report = doctor_json(installed_db)
+    assert code == 1
+    assert report["findings"][0]["detail"].startswith("anon may UPDATE it")
+    installed_db.sql(report["findings"][0]["fix"])
+    assert doctor_json(installed_db)[0] == 0

@@ -46,6 +46,7 @@ def install(db: Database, *args: str, subprocess: bool = False) -> dict[str, Any
         result = invoke(db.dsn, "install", "--json", *args)
     assert result.exit_code == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
+    assert report.pop("connection")["database"] == db.name
     return report
 
 
@@ -53,6 +54,7 @@ def uninstall(db: Database, *args: str) -> dict[str, Any]:
     result = invoke(db.dsn, "uninstall", "--json", *args)
     assert result.exit_code == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
+    assert report.pop("connection")["database"] == db.name
     return report
 
 

@@ -4,8 +4,14 @@ per-table change counts that agree with the log itself."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from datetime import datetime
 from typing import Any
+
+import psycopg
 
 from simtrail import __version__
 from simtrail.triggers.installer import latest_version
@@ -123,7 +129,89 @@ def test_status_for_people(seeded_db: Database) -> None:
 
 
 def test_status_when_not_installed(clinic_db: Database) -> None:
-    assert status_json(clinic_db) == {"installed": False, "package_version": __version__}
+    report = status_json(clinic_db)
+    assert report.pop("connection")["database"] == clinic_db.name
+    assert report == {"installed": False, "package_version": __version__}
     result = invoke(clinic_db.dsn, "status")
     assert result.exit_code == 0
     assert result.stdout.strip() == "simtrail is not installed in this database"
+
+
+def in_a_terminal(*args: str, dsn: str) -> tuple[int, str, str]:
+    """The real CLI with its stderr on a pseudo-terminal, as a person runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
+    leader, follower = pty.openpty()
+    done = subprocess.Popen(
+        [sys.executable, "-m", "simtrail.cli.main", "--dsn", dsn, *args],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+        env=env,
+    )
+    os.close(follower)
+    out, _ = done.communicate(timeout=120)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the other side is closed and everything was read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return done.returncode, out, b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def expected_target(db: Database) -> dict[str, Any]:
+    with psycopg.connect(db.dsn) as conn:
+        info = conn.info
+        return {"database": db.name, "host": info.host, "port": info.port, "user": info.user,
+                "server_version": info.server_version}
+
+
+def expected_banner(target: dict[str, Any]) -> str:
+    if target["host"].startswith("/"):
+        return (f"simtrail: database {target['database']} via socket {target['host']}"
+                f" port {target['port']} as {target['user']}")
+    return (f"simtrail: database {target['database']} on {target['host']}:{target['port']}"
+            f" as {target['user']}")
+
+
+def test_status_and_writers_name_their_database_in_a_terminal(seeded_db: Database) -> None:
+    db = seeded_db
+    target = expected_target(db)
+    with_password = f"{db.dsn} password=hunter2"
+    tenant = db.sql("SELECT id::text FROM public.tenants ORDER BY name LIMIT 1")[0]["id"]
+
+    code, out, err = in_a_terminal("status", dsn=with_password)
+    assert code == 0
+    assert err.splitlines() == [expected_banner(target)]
+    assert "hunter2" not in err + out
+    assert out.splitlines()[0].startswith("simtrail ")  # stdout is the report, as before
+
+    code, _, err = in_a_terminal("mark", "create", "--tenant", tenant, "launch", dsn=db.dsn)
+    assert code == 0 and err.splitlines() == [expected_banner(target)]
+    # Also when it then fails: the name first, then the one error line.
+    code, _, err = in_a_terminal("mark", "create", "--tenant", tenant, "launch", dsn=db.dsn)
+    assert code == 2
+    assert err.splitlines()[0] == expected_banner(target)
+    assert err.splitlines()[1].startswith("simtrail: error: ")
+    # A command that only reads does not.
+    code, _, err = in_a_terminal("mark", "list", "--tenant", tenant, dsn=db.dsn)
+    assert code == 0 and err == ""
+
+
+def test_scripts_get_the_database_in_a_field(seeded_db: Database) -> None:
+    db = seeded_db
+    target = expected_target(db)
+    code, out, err = in_a_terminal("status", "--json", dsn=f"{db.dsn} password=hunter2")
+    assert code == 0 and err == ""
+    assert json.loads(out)["connection"] == target
+    assert "hunter2" not in out
+    # In a pipe, nothing extra on stderr (an error there stays one line).
+    piped = run_cli("status", dsn=db.dsn)
+    assert piped.exit_code == 0 and piped.stderr == ""
+    tenant = db.sql("SELECT id::text FROM public.tenants ORDER BY name LIMIT 1")[0]["id"]
+    marked = run_cli("mark", "create", "--tenant", tenant, "m1", "--json", dsn=db.dsn)
+    assert json.loads(marked.stdout)["connection"] == target

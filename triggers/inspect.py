@@ -6,11 +6,15 @@ from typing import Any
 
 from simtrail import __version__
 from simtrail.db import Conn
+from simtrail.triggers import doctor_fixes
 from simtrail.triggers.installer import installed_version, latest_version, q
 
 
 def doctor(conn: Conn) -> dict[str, Any]:
-    """Findings, most serious first. `ok` is False when any is an error."""
+    """Findings, sorted by severity, table and kind, each with the command that fixes it.
+
+    `ok` is False when any finding is an error.
+    """
     version = installed_version(conn)
     if version == 0:
         findings = [
@@ -36,6 +40,7 @@ def doctor(conn: Conn) -> dict[str, Any]:
                     ),
                 },
             )
+    findings = doctor_fixes.with_fixes(conn if version else None, findings)
     return {
         "ok": not any(f["severity"] == "error" for f in findings),
         "installed_version": version,

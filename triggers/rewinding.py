@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from simtrail.db import Conn
-from simtrail.errors import SimtrailError
+from simtrail.db import Conn, interruption
+from simtrail.errors import EXIT_REFUSED, SimtrailError
 from simtrail.settings import first_line
 from simtrail.triggers.installer import q, require_installed
 
@@ -28,10 +28,13 @@ class BadInputError(SimtrailError):
 class RefusedError(SimtrailError):
     """The rewind would be wrong or unsafe, so nothing was changed."""
 
-    exit_code = 3
+    exit_code = EXIT_REFUSED
+    kind = "refused"
 
 
 def _translate(exc: psycopg.Error) -> SimtrailError:
+    if (gone := interruption(exc)) is not None:
+        return gone
     message = first_line(exc.diag.message_primary or str(exc))
     if isinstance(exc, psycopg.errors.InvalidParameterValue):
         return BadInputError(message)
@@ -53,8 +56,10 @@ def _call(conn: Conn, name: str, params: dict[str, Any]) -> list[dict[str, Any]]
         raise _translate(exc) from None
 
 
-def create_mark(conn: Conn, tenant: str, name: str) -> dict[str, Any]:
-    mark: dict[str, Any] = _call(conn, "mark_create", {"tenant": tenant, "name": name})[0]["mark"]
+def create_mark(conn: Conn, tenant: str, name: str, *, replace: bool = False) -> dict[str, Any]:
+    """Mark the tenant's state now; a name in use is refused unless replace is set."""
+    params = {"tenant": tenant, "name": name, "replace": replace}
+    mark: dict[str, Any] = _call(conn, "mark_create", params)[0]["mark"]
     return mark
 
 
@@ -125,7 +130,11 @@ def history(
     since: dt.datetime | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """The tenant's changes, newest first, each with a column-by-column diff."""
+    """The tenant's timeline, oldest first: the newest `limit` entries.
+
+    An entry is a change (`kind` "change", with a column-by-column diff) or a
+    mark (`kind` "mark"), placed at the time it was taken.
+    """
     canonical = _call(conn, "known_tenant", {"tenant": tenant})[0]["tenant"]
     if table is not None and "." not in table:
         table = f"public.{table}"
@@ -134,10 +143,26 @@ def history(
         "history",
         {"tenant": canonical, "table": table, "since": since, "limit": limit},
     )
-    for row in rows:
-        row["diff"] = column_diff(row["old_data"], row["new_data"])
-        row["who"] = who(row["actor"])
-    return rows
+    timeline: list[dict[str, Any]] = []
+    for row in reversed(rows):
+        if row["kind"] == "mark":
+            timeline.append(
+                {
+                    "kind": "mark",
+                    "id": row["id"],
+                    "name": row["name"],
+                    "created_at": row["at"],
+                    "created_by": row["actor"],
+                    "who": who(row["actor"]),
+                }
+            )
+            continue
+        change = {k: v for k, v in row.items() if k not in ("at", "name")}
+        change["changed_at"] = row["at"]
+        change["diff"] = column_diff(row["old_data"], row["new_data"])
+        change["who"] = who(row["actor"])
+        timeline.append(change)
+    return timeline
 
 
 def column_diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, list[Any]]:

@@ -23,7 +23,7 @@ from simtrail import embedded
 from simtrail.clinic import seed
 from simtrail.daemon.settings import DaemonSettings
 from simtrail.daemon.worker import Worker
-from simtrail.db import connect
+from simtrail.db import connect, describe
 from simtrail.errors import SimtrailError
 from simtrail.sqlfile import query
 from simtrail.triggers import inspect, installer, rewinding
@@ -38,15 +38,24 @@ def demo_server(dsn: str | None, datadir: Path, say: Say) -> Iterator[str]:
     """An admin DSN: the given server, or an embedded PostgreSQL 16."""
     with ExitStack() as stack:
         if dsn is None:
-            say(f"No DSN given: starting an embedded PostgreSQL in {datadir}")
-            yield embedded.start(datadir, stack)
+            say(f"No --dsn given: starting an embedded PostgreSQL in {datadir}")
+            try:
+                admin_dsn = embedded.start(datadir, stack)
+            except OSError as exc:
+                raise SimtrailError(
+                    f"cannot start the embedded PostgreSQL in {datadir}: {exc.strerror or exc}"
+                ) from None
+            yield admin_dsn
         else:
             yield dsn
 
 
-def fresh_database(admin_dsn: str) -> str:
+def fresh_database(
+    admin_dsn: str, on_connect: Callable[[dict[str, Any]], None] = lambda _: None
+) -> str:
     """(Re)create the demo database; refuse to drop one that is not ours."""
     with connect(admin_dsn, "demo") as conn:
+        on_connect({**describe(conn), "database": DEMO_DB})
         row = conn.execute(q("database_note"), {"name": DEMO_DB}).fetchone()
         if row is not None:
             if row["note"] != DEMO_COMMENT:
@@ -81,10 +90,16 @@ def as_student(conn: psycopg.Connection[Any], tenant: uuid.UUID, email: str) -> 
         conn.execute(q("set_claims"), {"claims": ""})
 
 
-def run(dsn: str | None, datadir: Path, say: Say) -> dict[str, Any]:
+def run(
+    dsn: str | None,
+    datadir: Path,
+    say: Say,
+    on_connect: Callable[[dict[str, Any]], None] = lambda _: None,
+) -> dict[str, Any]:
+    """The whole demo; on_connect hears which database it builds, before it starts."""
     rng = random.Random(2025)
     with demo_server(dsn, datadir, say) as admin_dsn:
-        db_dsn = fresh_database(admin_dsn)
+        db_dsn = fresh_database(admin_dsn, on_connect)
         with connect(db_dsn, "demo") as conn:
             say(f"PostgreSQL {conn.info.server_version // 10000}: database {DEMO_DB}")
             seed.apply_schema(conn)

@@ -543,6 +543,38 @@ BEGIN
 END
 $$;
 
+-- Application roles (PUBLIC, anon, authenticated) that may write the config
+-- table: each could switch capture off for any table. simtrail revokes these
+-- rights on a table it creates, never on one it adopted. Rights held through
+-- membership of another role count too; RLS does not make them safe (TRUNCATE
+-- ignores it, and policies change).
+CREATE OR REPLACE FUNCTION simtrail.config_table_writers()
+RETURNS TABLE (grantee text, privileges text[])
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    WITH config AS (
+        SELECT c.oid, c.relacl FROM pg_catalog.pg_class AS c
+        WHERE c.oid = pg_catalog.to_regclass('public.simulation_table_config')
+    ), rights (privilege, ord) AS (
+        VALUES ('INSERT', 1), ('UPDATE', 2), ('DELETE', 3), ('TRUNCATE', 4)
+    )
+    SELECT 'PUBLIC', pg_catalog.array_agg(r.privilege ORDER BY r.ord)
+    FROM config AS c
+    CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS a
+    JOIN rights AS r ON r.privilege = a.privilege_type
+    WHERE a.grantee = 0
+    HAVING pg_catalog.count(*) > 0
+    UNION ALL
+    SELECT o.rolname::text, pg_catalog.array_agg(r.privilege ORDER BY r.ord)
+    FROM config AS c
+    CROSS JOIN pg_catalog.pg_roles AS o
+    CROSS JOIN rights AS r
+    WHERE o.rolname IN ('anon', 'authenticated')
+      AND (pg_catalog.has_table_privilege(o.oid, c.oid, r.privilege)
+           OR (r.privilege IN ('INSERT', 'UPDATE')
+               AND pg_catalog.has_any_column_privilege(o.oid, c.oid, r.privilege)))
+    GROUP BY o.rolname
+$$;
+
 -- Everything `simtrail doctor` reports, one row per finding.
 CREATE OR REPLACE FUNCTION simtrail.doctor()
 RETURNS TABLE (severity text, kind text, table_name text, detail text)
@@ -606,6 +638,18 @@ BEGIN
         detail := 'has a simtrail capture trigger but is not enabled in simulation_table_config';
         RETURN NEXT;
     END LOOP;
+
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s may %s', w.grantee,
+                                     pg_catalog.array_to_string(w.privileges, ', ')), '; '
+                                 ORDER BY w.grantee <> 'PUBLIC', w.grantee)
+      INTO detail
+    FROM simtrail.config_table_writers() AS w;
+    IF detail IS NOT NULL THEN
+        severity := 'error'; kind := 'config_writable';
+        table_name := 'public.simulation_table_config';
+        detail := detail || ' it, so an app role can switch capture off';
+        RETURN NEXT;
+    END IF;
 END
 $$;
 

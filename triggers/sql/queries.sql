@@ -79,6 +79,9 @@ SELECT pg_catalog.to_regclass(%(qualified)s) IS NOT NULL AS present
 -- name: doctor
 SELECT severity, kind, table_name, detail FROM simtrail.doctor()
 
+-- name: config_table_writers
+SELECT grantee, privileges FROM simtrail.config_table_writers()
+
 -- name: captured_tables
 SELECT t.table_name, t.pk_columns, t.tenant_path, t.attached_at FROM simtrail.captured_tables AS t
 ORDER BY t.table_name
@@ -107,7 +110,7 @@ UPDATE public.simulation_table_config SET enabled = %(enabled)s WHERE id = %(id)
 SELECT p.problem FROM simtrail.config_problems() AS p WHERE p.table_name = %(table_name)s
 
 -- name: mark_create
-SELECT simtrail.mark(%(tenant)s, %(name)s) AS mark
+SELECT simtrail.mark(%(tenant)s, %(name)s, %(replace)s) AS mark
 
 -- name: mark_list
 SELECT id, name, created_at, created_by FROM simtrail.list_marks(%(tenant)s)
@@ -129,13 +132,24 @@ SELECT simtrail.known_tenant(%(tenant)s) AS tenant
 SELECT table_name, row_count, checksum FROM simtrail.tenant_state(%(tenant)s)
 
 -- name: history
-SELECT c.id, c.changed_at, c.table_name, c.operation, c.row_pk, c.old_data, c.new_data,
-       c.moved, c.actor, c.rewind_id, c.xact_id::text AS xact_id
-FROM simtrail.simulation_tenant_changes AS c
-WHERE c.tenant_id = %(tenant)s
-  AND (%(table)s::text IS NULL OR c.table_name = %(table)s)
-  AND (%(since)s::timestamptz IS NULL OR c.changed_at >= %(since)s)
-ORDER BY c.id DESC
+-- The newest entries of the tenant's timeline, newest first: its changes, and
+-- its marks at the time each was taken (a change sorts before a mark of the
+-- same instant). The caller reverses the list into reading order.
+SELECT e.* FROM (
+    SELECT 'change' AS kind, c.id, c.changed_at AS at, c.table_name, c.operation, c.row_pk,
+           c.old_data, c.new_data, c.moved, c.actor, c.rewind_id, c.xact_id::text AS xact_id,
+           NULL::text AS name
+    FROM simtrail.simulation_tenant_changes AS c
+    WHERE c.tenant_id = %(tenant)s
+      AND (%(table)s::text IS NULL OR c.table_name = %(table)s)
+      AND (%(since)s::timestamptz IS NULL OR c.changed_at >= %(since)s)
+    UNION ALL
+    SELECT 'mark', m.id, m.created_at, NULL, NULL, NULL, NULL, NULL, NULL, m.created_by, NULL,
+           NULL, m.name
+    FROM simtrail.list_marks(%(tenant)s) AS m
+    WHERE %(since)s::timestamptz IS NULL OR m.created_at >= %(since)s
+) AS e
+ORDER BY e.at DESC, e.kind DESC, e.id DESC
 LIMIT %(limit)s
 
 -- name: outside_dependents

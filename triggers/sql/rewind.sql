@@ -40,19 +40,36 @@ BEGIN
 END
 $$;
 
--- A tenant is known when the log, a mark, or a live row of a table with its
--- own tenant column names it. Returns the canonical key or raises.
-CREATE OR REPLACE FUNCTION simtrail.known_tenant(p_tenant text)
-RETURNS text
+-- The application's own tenants tables: those that the tenant column of a
+-- captured table with its own tenant column references by a one-column foreign
+-- key. Each row: the table and the referenced column.
+CREATE OR REPLACE FUNCTION simtrail.tenant_tables()
+RETURNS TABLE (relid regclass, column_name text, column_type text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT DISTINCT k.confrelid::regclass, a.attname::text,
+           pg_catalog.format_type(a.atttypid, a.atttypmod)
+    FROM simtrail.captured_tables AS t
+    JOIN pg_catalog.pg_attribute AS c
+      ON c.attrelid = t.relid AND c.attname = t.tenant_path ->> 'tenant_column'
+    JOIN pg_catalog.pg_constraint AS k
+      ON k.contype = 'f' AND k.conrelid = t.relid AND k.conkey = ARRAY[c.attnum]
+    JOIN pg_catalog.pg_attribute AS a
+      ON a.attrelid = k.confrelid AND a.attnum = k.confkey[1]
+    WHERE pg_catalog.jsonb_array_length(t.tenant_path -> 'hops') = 0
+$$;
+
+-- Whether simtrail has seen the tenant: the log, a mark, or a live row of a
+-- table with its own tenant column names it.
+CREATE OR REPLACE FUNCTION simtrail.tenant_seen(p_tenant text)
+RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
-    v_tenant text := simtrail.normalize_tenant(p_tenant);
     r record;
     v_found boolean;
 BEGIN
-    IF EXISTS (SELECT 1 FROM simtrail.changes AS c WHERE c.tenant_id = v_tenant)
-       OR EXISTS (SELECT 1 FROM simtrail.marks AS m WHERE m.tenant_id = v_tenant) THEN
-        RETURN v_tenant;
+    IF EXISTS (SELECT 1 FROM simtrail.changes AS c WHERE c.tenant_id = p_tenant)
+       OR EXISTS (SELECT 1 FROM simtrail.marks AS m WHERE m.tenant_id = p_tenant) THEN
+        RETURN true;
     END IF;
     FOR r IN
         SELECT t.relid, t.tenant_path FROM simtrail.captured_tables AS t
@@ -60,38 +77,124 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s AS r WHERE r.%I::text = $1)',
                                   r.relid::regclass, r.tenant_path ->> 'tenant_column')
-            INTO v_found USING v_tenant;
+            INTO v_found USING p_tenant;
         IF v_found THEN
-            RETURN v_tenant;
+            RETURN true;
         END IF;
     END LOOP;
+    RETURN false;
+END
+$$;
+
+-- Whether the application's tenants table (see tenant_tables) holds the
+-- tenant; NULL when the tenant columns reference no such table.
+CREATE OR REPLACE FUNCTION simtrail.tenant_registered(p_tenant text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    r record;
+    v_found boolean;
+    v_any boolean := false;
+BEGIN
+    FOR r IN SELECT * FROM simtrail.tenant_tables() LOOP
+        v_any := true;
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s AS r WHERE r.%I = $1::%s)',
+                                  r.relid, r.column_name, r.column_type)
+            INTO v_found USING p_tenant;
+        IF v_found THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN v_any THEN false END;
+END
+$$;
+
+-- A tenant is known when simtrail has seen it (tenant_seen) or the
+-- application's tenants table holds it. Returns the canonical key or raises.
+CREATE OR REPLACE FUNCTION simtrail.known_tenant(p_tenant text)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_tenant text := simtrail.normalize_tenant(p_tenant);
+BEGIN
+    IF simtrail.tenant_seen(v_tenant) OR coalesce(simtrail.tenant_registered(v_tenant), false) THEN
+        RETURN v_tenant;
+    END IF;
     RAISE EXCEPTION 'unknown tenant %: no captured row or change belongs to it', v_tenant
+        USING ERRCODE = 'invalid_parameter_value';
+END
+$$;
+
+-- The tenants a mark may be taken for: every known tenant, and a class that
+-- has no rows yet (a launch mark comes first). With a tenants table the class
+-- must be in it; without one, any value of the tenant column's type will do.
+CREATE OR REPLACE FUNCTION simtrail.markable_tenant(p_tenant text)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_tenant text := simtrail.normalize_tenant(p_tenant);
+    v_registered boolean;
+BEGIN
+    IF simtrail.tenant_seen(v_tenant) THEN
+        RETURN v_tenant;
+    END IF;
+    v_registered := simtrail.tenant_registered(v_tenant);
+    IF v_registered IS NULL OR v_registered THEN
+        RETURN v_tenant;
+    END IF;
+    RAISE EXCEPTION 'unknown tenant %: not in %', v_tenant,
+        (SELECT pg_catalog.string_agg(t.relid::text, ' or ' ORDER BY t.relid::text)
+         FROM simtrail.tenant_tables() AS t)
         USING ERRCODE = 'invalid_parameter_value';
 END
 $$;
 
 -- Record a named point in a tenant's history. Takes no table lock: the
 -- snapshot fixes exactly which transactions the mark includes.
-CREATE OR REPLACE FUNCTION simtrail.mark(p_tenant text, p_name text)
+-- A name the tenant already uses is refused, unless p_replace: then the older
+-- mark(s) of that name are deleted and the new one takes their place.
+CREATE OR REPLACE FUNCTION simtrail.mark(p_tenant text, p_name text, p_replace boolean)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
-    v_tenant text := simtrail.known_tenant(p_tenant);
-    v_snapshot pg_snapshot := pg_catalog.pg_current_snapshot();
+    v_tenant text := simtrail.markable_tenant(p_tenant);
+    v_snapshot pg_snapshot;
     v_scan_from bigint;
+    v_replaced integer := 0;
     v_mark record;
 BEGIN
     IF p_name IS NULL OR p_name = '' OR p_name ~ '[[:cntrl:]]' OR pg_catalog.length(p_name) > 200 THEN
         RAISE EXCEPTION 'a mark name must be 1 to 200 printable characters'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF coalesce(p_replace, false) THEN
+        DELETE FROM simtrail.marks AS m WHERE m.tenant_id = v_tenant AND m.name = p_name;
+        GET DIAGNOSTICS v_replaced = ROW_COUNT;
+    END IF;
+    v_snapshot := pg_catalog.pg_current_snapshot();
     v_scan_from := simtrail.scan_from(v_snapshot);
-    INSERT INTO simtrail.marks (tenant_id, name, snapshot, scan_from, created_by)
-    VALUES (v_tenant, p_name, v_snapshot, v_scan_from, simtrail.current_actor())
-    RETURNING id, tenant_id, name, created_at INTO v_mark;
+    -- The unique key, not a lookup first: a concurrent mark of the same name
+    -- makes this wait for it, then fail, so two sessions never both win.
+    BEGIN
+        INSERT INTO simtrail.marks (tenant_id, name, snapshot, scan_from, created_by)
+        VALUES (v_tenant, p_name, v_snapshot, v_scan_from, simtrail.current_actor())
+        RETURNING id, tenant_id, name, created_at INTO v_mark;
+    EXCEPTION WHEN unique_violation THEN
+        RAISE EXCEPTION 'tenant % already has a mark %; choose another name, or replace it (--replace)',
+            v_tenant, pg_catalog.quote_literal(p_name)
+            USING ERRCODE = 'invalid_parameter_value';
+    END;
     RETURN pg_catalog.jsonb_build_object('id', v_mark.id, 'tenant', v_mark.tenant_id,
-                                         'name', v_mark.name, 'created_at', v_mark.created_at);
+                                         'name', v_mark.name, 'created_at', v_mark.created_at,
+                                         'replaced', v_replaced);
 END
+$$;
+
+-- The first signature, kept for callers of earlier releases: never replaces.
+CREATE OR REPLACE FUNCTION simtrail.mark(p_tenant text, p_name text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT simtrail.mark(p_tenant, p_name, false)
 $$;
 
 CREATE OR REPLACE FUNCTION simtrail.list_marks(p_tenant text)
