@@ -96,6 +96,19 @@ def set_enabled(conn: Conn, table_name: str, enabled: bool) -> list[dict[str, st
         return _synced(conn, row["table_name"] if enabled else None)
 
 
+def retire(conn: Conn, table_name: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Take a dropped table out of the config and out of capture, keeping its history."""
+    require_installed(conn)
+    with conn.transaction():
+        try:
+            row = conn.execute(q("config_retire"), {"table_name": table_name}).fetchone()
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise ConfigError(first_line(str(exc))) from None
+        assert row is not None
+        retired: dict[str, Any] = row["retired"]
+        return retired, _synced(conn, None)
+
+
 def discover(conn: Conn, *, apply: bool = False) -> dict[str, Any]:
     """Propose a config row for every tenant-scoped table not yet listed.
 

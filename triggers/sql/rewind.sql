@@ -162,11 +162,8 @@ BEGIN
         RETURN pg_catalog.jsonb_build_object(
             'kind', 'mark', 'mark', v_mark.name, 'mark_id', v_mark.id,
             'at', v_mark.created_at, 'resolved_by', 'mark snapshot (exact)',
-            'predicate', pg_catalog.format(
-                'c.tenant_id = %L AND c.id >= %s'
-                ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
-                p_tenant, simtrail.effective_scan_from(v_mark.scan_from, v_mark.snapshot),
-                v_mark.snapshot));
+            'predicate', simtrail.cut_predicate(p_tenant, v_mark.scan_from, v_mark.snapshot,
+                                                v_mark.generation));
     END IF;
 
     IF pg_catalog.starts_with(p_target, 'change:') THEN
@@ -238,22 +235,20 @@ BEGIN
 
     -- The last tick (or mark of this tenant) at or before the time: its
     -- snapshot is a state readers saw, exact to the tick.
-    SELECT x.at, x.snapshot, x.scan_from, x.kind INTO v_cut FROM (
-        (SELECT t.at, t.snapshot, t.scan_from, 'tick' AS kind FROM simtrail.ticks AS t
+    SELECT x.at, x.snapshot, x.scan_from, x.generation, x.kind INTO v_cut FROM (
+        (SELECT t.at, t.snapshot, t.scan_from, t.generation, 'tick' AS kind FROM simtrail.ticks AS t
          WHERE t.at <= v_time ORDER BY t.at DESC LIMIT 1)
         UNION ALL
-        (SELECT m.created_at, m.snapshot, m.scan_from, 'mark ' || m.name FROM simtrail.marks AS m
+        (SELECT m.created_at, m.snapshot, m.scan_from, m.generation, 'mark ' || m.name
+         FROM simtrail.marks AS m
          WHERE m.tenant_id = p_tenant AND m.created_at <= v_time ORDER BY m.created_at DESC LIMIT 1)
     ) AS x ORDER BY x.at DESC LIMIT 1;
     IF FOUND THEN
         RETURN pg_catalog.jsonb_build_object(
             'kind', 'time', 'at', v_time, 'cut_at', v_cut.at,
             'resolved_by', pg_catalog.format('%s at %s (exact to the tick)', v_cut.kind, v_cut.at),
-            'predicate', pg_catalog.format(
-                'c.tenant_id = %L AND c.id >= %s'
-                ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
-                p_tenant, simtrail.effective_scan_from(v_cut.scan_from, v_cut.snapshot),
-                v_cut.snapshot));
+            'predicate', simtrail.cut_predicate(p_tenant, v_cut.scan_from, v_cut.snapshot,
+                                                v_cut.generation));
     END IF;
     IF v_compacted OR v_horizon IS NOT NULL THEN
         RAISE EXCEPTION 'time % is before the oldest tick simtrail keeps; history that old resolves only to ticks and marks',
@@ -364,10 +359,13 @@ DECLARE
     v_undone bigint;
     v_predicate text;
 BEGIN
+    -- A restored cluster is rebased, and a dropped table refused, first.
+    PERFORM simtrail.rewind_prepare();
     v_resolved := simtrail.resolve_target(p_tenant, p_target);
 
-    v_predicate := v_resolved ->> 'predicate';
+    v_predicate := v_resolved ->> 'predicate' || simtrail.predicate_filters();
     v_resolved := v_resolved - 'predicate';
+    PERFORM simtrail.check_renames(v_predicate);
 
     -- Each change, seen from this tenant, as one or two per-key events: the
     -- old key (its row before the change) and, when the key changed, the new
@@ -843,7 +841,9 @@ DECLARE
     r record;
     v_lookup jsonb;
 BEGIN
+    -- A dropped table (not yet retired) has no rows to count.
     FOR r IN SELECT t.relid, t.table_name, t.tenant_path FROM simtrail.captured_tables AS t
+             WHERE pg_catalog.to_regclass(t.table_name)::oid = t.relid
              ORDER BY t.table_name LOOP
         v_lookup := simtrail.render_tenant_lookup(r.tenant_path, 'r');
         table_name := r.table_name;
