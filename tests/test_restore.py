@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from simtrail.clinic import seed
@@ -35,7 +36,7 @@ _XID_MARGIN = 3000
 
 def _bin(name: str) -> str:
     # pgserver ships PostgreSQL 16 client tools: they dump a 15 or 16 server.
-    import pgserver  # type: ignore[import-untyped]
+    import pgserver
 
     return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name)
 
@@ -59,8 +60,10 @@ def _burn_xids_above(dsn: str, floor: int) -> None:
         if missing > 0:
             conn.execute("CREATE TEMP TABLE burn (x integer)")
             conn.execute(
-                "DO $$ BEGIN FOR i IN 1..%s LOOP BEGIN INSERT INTO burn VALUES (i);"
-                " EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$" % int(missing)
+                sql.SQL(
+                    "DO $$ BEGIN FOR i IN 1..{} LOOP BEGIN INSERT INTO burn VALUES (i);"
+                    " EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$"
+                ).format(sql.Literal(missing))
             )
 
 
@@ -95,8 +98,11 @@ def test_dump_and_restore_into_a_fresh_cluster(seeded_db: Database) -> None:
         with psycopg.connect(db.dsn, autocommit=True, row_factory=dict_row) as conn:
             _session(conn, tenant, 1)
             _sql(conn, "SELECT simtrail.tick()")
-            _sql(conn, "UPDATE public.patients SET room_number = 'OLD-1' WHERE tenant_id = %s",
-                 (tenant,))
+            _sql(
+                conn,
+                "UPDATE public.patients SET room_number = 'OLD-1' WHERE tenant_id = %s",
+                (tenant,),
+            )
         old_max = int(db.sql("SELECT max(id) AS n FROM simtrail.changes")[0]["n"])
 
         dump = Path(tempfile.mkdtemp(prefix="simtrail-dump-")) / "app.dump"
@@ -108,20 +114,33 @@ def test_dump_and_restore_into_a_fresh_cluster(seeded_db: Database) -> None:
         new_dsn = psycopg.conninfo.make_conninfo(new_admin, dbname="app")
         script = subprocess.run(
             [_bin("pg_restore"), "--no-owner", "-f", "-", str(dump)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         # This machine's PostgreSQL 15 build keeps a private attribute option
         # that stock servers reject; it has nothing to do with simtrail.
         script = re.sub(r"(?m)^ALTER TABLE ONLY .* SET \(pg_attver=\d+\);$", "", script)
         subprocess.run(
             [_bin("psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", new_dsn],
-            input=script, check=True, capture_output=True, text=True,
+            input=script,
+            check=True,
+            capture_output=True,
+            text=True,
         )
+
+        with connect(new_dsn, "test") as conn:
+            [unrebased] = inspect.doctor(conn)["findings"]
+            assert (unrebased["severity"], unrebased["kind"]) == ("error", "rebase")
+            assert "run `simtrail install`" in unrebased["detail"]
 
         with psycopg.connect(new_dsn, autocommit=True, row_factory=dict_row) as conn:
             # The application writes before anything of simtrail has run.
-            _sql(conn, "UPDATE public.patients SET room_number = 'NEW-1' WHERE tenant_id = %s",
-                 (tenant,))
+            _sql(
+                conn,
+                "UPDATE public.patients SET room_number = 'NEW-1' WHERE tenant_id = %s",
+                (tenant,),
+            )
             new_first = int(_sql(conn, "SELECT max(id) AS n FROM simtrail.changes")[0]["n"])
             assert new_first > old_max, "capture goes on in the new cluster"
 
@@ -129,8 +148,11 @@ def test_dump_and_restore_into_a_fresh_cluster(seeded_db: Database) -> None:
             m2 = _state(conn, tenant)
             _session(conn, tenant, 2)
             _sql(conn, "SET simtrail.actor = 'after restore'")
-            _sql(conn, "UPDATE public.patients SET room_number = 'NEW-2' WHERE tenant_id = %s",
-                 (tenant,))
+            _sql(
+                conn,
+                "UPDATE public.patients SET room_number = 'NEW-2' WHERE tenant_id = %s",
+                (tenant,),
+            )
 
         with connect(new_dsn, "test") as conn:
             first = installer.install(conn)
@@ -149,8 +171,11 @@ def test_dump_and_restore_into_a_fresh_cluster(seeded_db: Database) -> None:
             _rewind(conn, tenant, "mark:m2")
             assert _state(conn, tenant) == m2
 
-            generations = _sql(conn, "SELECT generation, first_change_id, ambiguous"
-                                     " FROM simtrail.clusters ORDER BY generation")
+            generations = _sql(
+                conn,
+                "SELECT generation, first_change_id, ambiguous"
+                " FROM simtrail.clusters ORDER BY generation",
+            )
             assert [(g["generation"], g["ambiguous"]) for g in generations] == [(1, 0), (2, 0)]
             assert old_max < generations[1]["first_change_id"] <= new_first
 
@@ -180,3 +205,17 @@ def test_a_new_cluster_is_noticed(installed_db: Database, changed: str) -> None:
     assert [r["generation"] for r in rows] == [1, 2]
     assert db.sql("SELECT generation FROM simtrail.ticks")[0]["generation"] == 2
     assert db.sql("SELECT simtrail.cluster_changed() AS c")[0]["c"] is False
+
+
+def test_changes_the_xids_cannot_place_are_counted_and_reported(seeded_db: Database) -> None:
+    """A restore noticed only after the new cluster's xids passed the old
+    ones: changes after the last look cannot be placed; doctor says so."""
+    db = seeded_db
+    db.sql("UPDATE simtrail.clusters SET anchor_oid = 1, seen_change_id = 1, seen_xmin = '3'::xid8")
+    logged = rewindkit.log_size(db)
+    done = db.sql("SELECT simtrail.rebase() AS r")[0]["r"]
+    assert (done["generation"], done["first_change_id"], done["ambiguous"]) == (2, 1, logged)
+    with connect(db.dsn, "test") as conn:
+        findings = inspect.doctor(conn)["findings"]
+    assert [(f["severity"], f["kind"]) for f in findings] == [("warning", "rebase")]
+    assert findings[0]["detail"].startswith(f"{logged} change(s) captured around the move")

@@ -117,9 +117,12 @@ def test_a_dropped_table_is_retired_and_rewinds_of_the_rest_stay_exact(
     )
     # Its history stays.
     assert rewindkit.log_size(db) == changes_before
-    assert db.sql(
-        "SELECT count(*) AS n FROM simtrail.changes WHERE table_name = 'public.bowel_records'"
-    )[0]["n"] > 0
+    assert (
+        db.sql(
+            "SELECT count(*) AS n FROM simtrail.changes WHERE table_name = 'public.bowel_records'"
+        )[0]["n"]
+        > 0
+    )
 
     installed = run_cli("install", dsn=db.dsn)
     assert installed.exit_code == 0, installed.stderr

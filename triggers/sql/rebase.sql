@@ -447,6 +447,11 @@ BEGIN
             r.old_name, r.new_name);
         RETURN NEXT;
     END LOOP;
+    IF simtrail.cluster_changed() THEN
+        severity := 'error'; kind := 'rebase'; table_name := '';
+        detail := 'this database was restored into another cluster and its history is not rebased yet (rewinds, marks and the daemon do it first); run `simtrail install`';
+        RETURN NEXT;
+    END IF;
     FOR r IN SELECT g.* FROM simtrail.clusters AS g WHERE g.ambiguous > 0 LOOP
         severity := 'warning'; kind := 'rebase'; table_name := '';
         detail := pg_catalog.format(
