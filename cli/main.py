@@ -330,6 +330,21 @@ def config_disable(app: App, table_name: str) -> None:
     _print_actions(synced.actions, synced.refused)
 
 
+@config.command("retire")
+@click.argument("table_name")
+@names_database
+@pass_app
+def config_retire(app: App, table_name: str) -> None:
+    """Retire a dropped TABLE_NAME: its config row goes, its history stays, rewinds skip it."""
+    with app.connect("config") as conn:
+        retired, synced = config_rows.retire(conn, table_name)
+    click.echo(
+        f"retired {retired['table']}: {retired['config_rows_removed']} config row(s) removed,"
+        f" {retired['changes_kept']} logged change(s) kept"
+    )
+    _print_actions(synced.actions, synced.refused)
+
+
 @config.command("discover")
 @click.option("--apply", is_flag=True, help="Add the proposals to the config and attach them.")
 @click.option(

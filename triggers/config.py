@@ -242,6 +242,20 @@ def _check_tables(conn: Conn, names: Sequence[str], option: str) -> list[str]:
     return [qualified(n) for n in names]
 
 
+def retire(conn: Conn, table_name: str) -> tuple[dict[str, Any], Synced]:
+    """Take a dropped table out of the config and out of capture, keeping its history."""
+    require_installed(conn)
+    with conn.transaction():
+        before = _problems(conn)
+        try:
+            row = conn.execute(q("config_retire"), {"table_name": table_name}).fetchone()
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise ConfigError(first_line(str(exc))) from None
+        assert row is not None
+        retired: dict[str, Any] = row["retired"]
+        return retired, _synced(conn, None, before)
+
+
 def discover(
     conn: Conn,
     *,

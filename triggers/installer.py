@@ -26,6 +26,7 @@ FUNCTION_FILES = (
     "sql/discover.sql",
     "sql/capture.sql",
     "sql/daemon.sql",
+    "sql/rebase.sql",
     "sql/time_targets.sql",
     "sql/rewind.sql",
 )

@@ -23,7 +23,7 @@ SELECT simtrail.compact_batch(pg_catalog.make_interval(secs => %(window)s), %(ba
 SELECT simtrail.apply_retention(%(days)s) AS retention
 
 -- name: sync
-SELECT s.action, s.table_name, s.detail FROM simtrail.sync(true) AS s
+SELECT s.action, s.table_name, s.detail FROM simtrail.sync_all(true) AS s
 
 -- name: stats
 SELECT simtrail.daemon_stats(pg_catalog.make_interval(secs => %(window)s)) AS stats

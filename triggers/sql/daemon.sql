@@ -147,6 +147,8 @@ DECLARE
     v_scanned bigint;
     v_archived bigint;
     v_net bigint;
+    v_gen integer;
+    v_current boolean;
 BEGIN
     IF p_batch IS NULL OR p_batch < 1 THEN
         RAISE EXCEPTION 'a compaction batch must hold at least one change'
@@ -154,7 +156,7 @@ BEGIN
     END IF;
     PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.compaction_lock_key());
     SELECT s.compacted_below INTO v_lo FROM simtrail.daemon_state AS s FOR UPDATE;
-    SELECT t.id, t.at, simtrail.effective_scan_from(t.scan_from, t.snapshot) AS scan_from
+    SELECT t.id, t.at, simtrail.cut_scan_from(t.scan_from, t.snapshot, t.generation) AS scan_from
       INTO v_frontier FROM simtrail.ticks AS t
     WHERE t.at < pg_catalog.clock_timestamp() - p_window ORDER BY t.at DESC, t.id DESC LIMIT 1;
     IF NOT FOUND OR v_lo >= v_frontier.scan_from THEN
@@ -164,25 +166,35 @@ BEGIN
     v_lo := coalesce((SELECT pg_catalog.min(c.id) FROM simtrail.changes AS c
                       WHERE c.id >= v_lo AND c.id < v_frontier.scan_from), v_frontier.scan_from);
     v_hi := LEAST(v_frontier.scan_from, v_lo + p_batch);
+    -- A batch stays inside one generation (one cluster's xids), whose
+    -- transactions are in transactions until a later one moves them aside.
+    SELECT g.generation INTO v_gen FROM simtrail.clusters AS g
+    WHERE g.first_change_id <= v_lo ORDER BY g.generation DESC LIMIT 1;
+    v_gen := coalesce(v_gen, 1);
+    v_hi := LEAST(v_hi, (SELECT b.next_id FROM simtrail.generation_bounds(v_gen) AS b));
+    v_current := (SELECT b.next_id IS NULL FROM simtrail.generation_bounds(v_gen) AS b);
 
     CREATE TEMP TABLE IF NOT EXISTS simtrail_cuts (
-        ord bigint, tenant_id text, snapshot pg_snapshot, snap_xmax xid8
+        ord bigint, tenant_id text, snapshot pg_snapshot, snap_xmax xid8, generation integer
     ) ON COMMIT DROP;
     TRUNCATE pg_temp.simtrail_cuts;
     -- Snapshots taken later have a larger xmax, or the same xmax and no more
     -- transactions in progress: this order is the order they were taken in,
     -- and a change seen by one cut point is seen by every later one.
-    INSERT INTO pg_temp.simtrail_cuts (ord, tenant_id, snapshot, snap_xmax)
-    SELECT pg_catalog.row_number() OVER (ORDER BY s.xmax, s.running DESC, s.at), s.tenant_id,
-           s.snapshot, s.xmax
-    FROM (SELECT NULL::text AS tenant_id, t.snapshot, t.at,
+    -- A later generation's cut sees every change of an earlier one.
+    INSERT INTO pg_temp.simtrail_cuts (ord, tenant_id, snapshot, snap_xmax, generation)
+    SELECT pg_catalog.row_number() OVER (ORDER BY s.generation, s.xmax, s.running DESC, s.at),
+           s.tenant_id, s.snapshot, s.xmax, s.generation
+    FROM (SELECT NULL::text AS tenant_id, t.snapshot, t.at, t.generation,
                  pg_catalog.pg_snapshot_xmax(t.snapshot) AS xmax,
                  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_snapshot_xip(t.snapshot)) AS running
           FROM simtrail.ticks AS t WHERE t.at <= v_frontier.at
           UNION ALL
-          SELECT m.tenant_id, m.snapshot, m.created_at, pg_catalog.pg_snapshot_xmax(m.snapshot),
+          SELECT m.tenant_id, m.snapshot, m.created_at, m.generation,
+                 pg_catalog.pg_snapshot_xmax(m.snapshot),
                  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_snapshot_xip(m.snapshot))
-          FROM simtrail.marks AS m) AS s;
+          FROM simtrail.marks AS m WHERE m.generation >= v_gen) AS s
+    WHERE s.generation >= v_gen;
     CREATE INDEX IF NOT EXISTS simtrail_cuts_xmax ON pg_temp.simtrail_cuts (snap_xmax, ord);
     ANALYZE pg_temp.simtrail_cuts;
 
@@ -196,12 +208,22 @@ BEGIN
     -- (ever growing) transactions table.
     INSERT INTO pg_temp.simtrail_segments (tenant_id, xact_id, seg, actor, rewind_id)
     SELECT p.tenant_id, p.xact_id,
-           (SELECT k.ord FROM pg_temp.simtrail_cuts AS k
-            WHERE k.snap_xmax > p.xact_id AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id)
-              AND pg_catalog.pg_visible_in_snapshot(p.xact_id, k.snapshot)
-            ORDER BY k.snap_xmax, k.ord LIMIT 1),
-           (SELECT x.actor FROM simtrail.transactions AS x WHERE x.xact_id = p.xact_id),
-           (SELECT x.rewind_id FROM simtrail.transactions AS x WHERE x.xact_id = p.xact_id)
+           LEAST((SELECT k.ord FROM pg_temp.simtrail_cuts AS k
+                  WHERE k.snap_xmax > p.xact_id AND k.generation = v_gen
+                    AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id)
+                    AND pg_catalog.pg_visible_in_snapshot(p.xact_id, k.snapshot)
+                  ORDER BY k.snap_xmax, k.ord LIMIT 1),
+                 (SELECT pg_catalog.min(k.ord) FROM pg_temp.simtrail_cuts AS k
+                  WHERE k.generation > v_gen
+                    AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id))),
+           CASE WHEN v_current
+                THEN (SELECT x.actor FROM simtrail.transactions AS x WHERE x.xact_id = p.xact_id)
+                ELSE (SELECT x.actor FROM simtrail.transactions_history AS x
+                      WHERE x.generation = v_gen AND x.xact_id = p.xact_id) END,
+           CASE WHEN v_current
+                THEN (SELECT x.rewind_id FROM simtrail.transactions AS x WHERE x.xact_id = p.xact_id)
+                ELSE (SELECT x.rewind_id FROM simtrail.transactions_history AS x
+                      WHERE x.generation = v_gen AND x.xact_id = p.xact_id) END
     FROM (SELECT DISTINCT c.tenant_id, c.xact_id FROM simtrail.changes AS c
           WHERE c.id >= v_lo AND c.id < v_hi AND c.tenant_id IS NOT NULL
             AND c.net_from IS NULL) AS p;
@@ -332,15 +354,18 @@ BEGIN
     GET DIAGNOSTICS v_marks = ROW_COUNT;
 
     -- Log rows older than the horizon that no remaining tick or mark needs.
-    SELECT LEAST((SELECT pg_catalog.min(simtrail.effective_scan_from(t.scan_from, t.snapshot))
+    SELECT LEAST((SELECT pg_catalog.min(simtrail.cut_scan_from(t.scan_from, t.snapshot, t.generation))
                   FROM simtrail.ticks AS t),
-                 (SELECT pg_catalog.min(simtrail.effective_scan_from(m.scan_from, m.snapshot))
+                 (SELECT pg_catalog.min(simtrail.cut_scan_from(m.scan_from, m.snapshot, m.generation))
                   FROM simtrail.marks AS m),
                  (SELECT s.last_value + 1 FROM simtrail.change_id_seq AS s))
       INTO v_keep_from;
     DELETE FROM simtrail.changes AS c WHERE c.id < v_keep_from AND c.changed_at < v_horizon;
     GET DIAGNOSTICS v_log = ROW_COUNT;
     DELETE FROM simtrail.transactions AS x
+    WHERE x.started_at < v_horizon
+      AND NOT EXISTS (SELECT 1 FROM simtrail.changes AS c WHERE c.xact_id = x.xact_id);
+    DELETE FROM simtrail.transactions_history AS x
     WHERE x.started_at < v_horizon
       AND NOT EXISTS (SELECT 1 FROM simtrail.changes AS c WHERE c.xact_id = x.xact_id);
 

@@ -36,7 +36,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA simtrail FROM PUBLIC
 SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('simtrail.install'))
 
 -- name: sync
-SELECT action, table_name, detail FROM simtrail.sync(%(apply)s)
+SELECT action, table_name, detail FROM simtrail.sync_all(%(apply)s)
 
 -- name: detach_everything
 SELECT name FROM simtrail.detach_everything() AS name
@@ -78,6 +78,8 @@ SELECT pg_catalog.to_regclass(%(qualified)s) IS NOT NULL AS present
 
 -- name: doctor
 SELECT severity, kind, table_name, detail FROM simtrail.doctor()
+UNION ALL
+SELECT severity, kind, table_name, detail FROM simtrail.schema_findings()
 
 -- name: config_table_writers
 SELECT grantee, privileges FROM simtrail.config_table_writers()
@@ -187,3 +189,6 @@ SELECT simtrail.daemon_stats(interval '24 hours') AS stats,
           AND ((l.classid::bigint << 32) | l.objid::bigint)
               = pg_catalog.hashtextextended('simtrail daemon leader', 0)
         LIMIT 1) AS leader
+
+-- name: config_retire
+SELECT simtrail.retire_table(%(table_name)s) AS retired

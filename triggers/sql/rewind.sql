@@ -264,11 +264,8 @@ BEGIN
             'kind', 'mark', 'mark', v_mark.name, 'mark_id', v_mark.id,
             'at', v_mark.created_at, 'resolved_by', 'mark snapshot (exact)',
             'precision', 'exact: mark snapshot',
-            'predicate', pg_catalog.format(
-                'c.tenant_id = %L AND c.id >= %s'
-                ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
-                p_tenant, simtrail.effective_scan_from(v_mark.scan_from, v_mark.snapshot),
-                v_mark.snapshot));
+            'predicate', simtrail.cut_predicate(p_tenant, v_mark.scan_from, v_mark.snapshot,
+                                                v_mark.generation));
     END IF;
 
     IF pg_catalog.starts_with(p_target, 'change:') THEN
@@ -402,10 +399,13 @@ DECLARE
     v_undone bigint;
     v_predicate text;
 BEGIN
+    -- A restored cluster is rebased, and a dropped table refused, first.
+    PERFORM simtrail.rewind_prepare();
     v_resolved := simtrail.resolve_target(p_tenant, p_target, p_nearest);
 
-    v_predicate := v_resolved ->> 'predicate';
+    v_predicate := v_resolved ->> 'predicate' || simtrail.predicate_filters();
     v_resolved := v_resolved - 'predicate';
+    PERFORM simtrail.check_renames(v_predicate);
 
     -- Each change, seen from this tenant, as one or two per-key events: the
     -- old key (its row before the change) and, when the key changed, the new
@@ -892,7 +892,9 @@ DECLARE
     r record;
     v_lookup jsonb;
 BEGIN
+    -- A dropped table (not yet retired) has no rows to count.
     FOR r IN SELECT t.relid, t.table_name, t.tenant_path FROM simtrail.captured_tables AS t
+             WHERE pg_catalog.to_regclass(t.table_name)::oid = t.relid
              ORDER BY t.table_name LOOP
         v_lookup := simtrail.render_tenant_lookup(r.tenant_path, 'r');
         table_name := r.table_name;

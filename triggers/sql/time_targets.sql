@@ -109,11 +109,12 @@ DECLARE
 BEGIN
     -- The last cut at or before the time. Every transaction its snapshot
     -- sees had committed by then; those it misses are the candidates.
-    SELECT x.at, x.snapshot, x.scan_from, x.kind, x.name INTO v_cut FROM (
-        (SELECT t.at, t.snapshot, t.scan_from, 'tick' AS kind, NULL::text AS name
+    SELECT x.at, x.snapshot, x.scan_from, x.generation, x.kind, x.name INTO v_cut FROM (
+        (SELECT t.at, t.snapshot, t.scan_from, t.generation, 'tick' AS kind, NULL::text AS name
          FROM simtrail.ticks AS t WHERE t.at <= p_time ORDER BY t.at DESC, t.id DESC LIMIT 1)
         UNION ALL
-        (SELECT m.created_at, m.snapshot, m.scan_from, 'mark', m.name FROM simtrail.marks AS m
+        (SELECT m.created_at, m.snapshot, m.scan_from, m.generation, 'mark', m.name
+         FROM simtrail.marks AS m
          WHERE m.tenant_id = p_tenant AND m.created_at <= p_time
          ORDER BY m.created_at DESC, m.id DESC LIMIT 1)
     ) AS x ORDER BY x.at DESC, x.kind DESC LIMIT 1;
@@ -124,10 +125,8 @@ BEGIN
     SELECT s.thinned_before, s.coarse_every INTO v_state FROM simtrail.daemon_state AS s;
 
     IF v_has_cut THEN
-        v_predicate := pg_catalog.format(
-            'c.tenant_id = %L AND c.id >= %s'
-            ' AND NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot)',
-            p_tenant, simtrail.effective_scan_from(v_cut.scan_from, v_cut.snapshot), v_cut.snapshot);
+        v_predicate := simtrail.cut_predicate(p_tenant, v_cut.scan_from, v_cut.snapshot,
+                                              v_cut.generation);
         v_label := CASE WHEN v_cut.kind = 'mark' THEN 'mark ' || v_cut.name ELSE 'tick' END
                    || ' at ' || simtrail.iso_time(v_cut.at);
         v_distance := p_time - v_cut.at;
