@@ -80,7 +80,14 @@ def test_install_attaches_the_valid_table_and_exits_one(installed_db: Database) 
     doctor = run_cli("doctor", "--json", dsn=db.dsn)
     assert doctor.exit_code == 1
     assert json.loads(doctor.stdout)["findings"] == [
-        {"severity": "error", "kind": "config", "table_name": "pain_log", "detail": NO_PK}
+        {
+            "severity": "error",
+            "kind": "config",
+            "table_name": "pain_log",
+            "detail": NO_PK,
+            "fix": "correct the row of pain_log in public.simulation_table_config"
+            " (UPDATE or DELETE it in SQL), or `simtrail config disable pain_log`",
+        }
     ]
 
 

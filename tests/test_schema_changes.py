@@ -58,6 +58,8 @@ def test_rewind_across_a_column_rename_is_refused_and_names_the_column(
             "table_name": "public.patients",
             "detail": "column room_number was renamed to room; the log's older images use the"
             " old name, so rewinds to targets before the rename are refused",
+            "fix": "to rewind across the rename, first ALTER TABLE public.patients RENAME COLUMN"
+            " room TO room_number; rewinds to later targets need nothing",
         }
     ]
 
@@ -101,6 +103,7 @@ def test_a_dropped_table_is_retired_and_rewinds_of_the_rest_stay_exact(
             "table_name": "bowel_records",
             "detail": "public.bowel_records was captured and has been dropped; run"
             " `simtrail config retire bowel_records` (its history stays in the log)",
+            "fix": "simtrail config retire bowel_records",
         }
     ]
 

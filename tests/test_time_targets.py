@@ -225,7 +225,8 @@ def test_the_cut_a_refusal_names_can_be_asked_for_as_a_time(seeded_db: Database)
     set_room(db, second, "after")
     refused = cli_rewind(db, tenant, later.isoformat())
     assert refused.exit_code == 2
-    suggested = re.search(r"or --to (\S+)$", refused.stderr.strip())
+    message = json.loads(refused.stderr)["error"]["message"]
+    suggested = re.search(r"or --to (\S+)$", message)
     assert suggested, refused.stderr
     report = report_of(cli_rewind(db, tenant, suggested.group(1)))
     assert state(db, tenant) == at_tick

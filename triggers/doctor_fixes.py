@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from simtrail.db import Conn
@@ -57,6 +58,20 @@ def suggest(
         return _config_add(table, found) if found else "simtrail config discover"
     if kind == "config_writable" and conn is not None:
         return _revoke(conn)
+    if kind == "dropped_table":
+        return f"simtrail config retire {table}"
+    if kind == "renamed_column":
+        names = re.match(r"column (\S+) was renamed to (\S+);", finding["detail"])
+        if names:
+            old, new = names.groups()
+            return (
+                f"to rewind across the rename, first ALTER TABLE {table} RENAME COLUMN"
+                f" {new} TO {old}; rewinds to later targets need nothing"
+            )
+    if kind == "rebase":
+        if finding["severity"] == "error":
+            return "simtrail install"
+        return "mark the classes you will rewind again (`simtrail mark create --replace`)"
     return None
 
 
@@ -64,7 +79,7 @@ def _proposals(conn: Conn | None) -> dict[str, dict[str, Any]]:
     if conn is None:
         return {}
     with conn.transaction():
-        return {r["table_name"]: dict(r) for r in conn.execute(q("discover"))}
+        return {r["table_name"]: dict(r) for r in conn.execute(q("discover"), {"include": []})}
 
 
 def _config_add(table: str, found: dict[str, Any]) -> str:
