@@ -26,6 +26,7 @@ from tests.rewindkit import mark, rewind, state
 
 SQL_DIR = Path(__file__).parent / "sql"
 _roles = itertools.count()
+_schemas = itertools.count()
 
 
 def plant(conn: psycopg.Connection[Any], victim: str, *, escalate: bool) -> None:
@@ -36,8 +37,8 @@ def plant(conn: psycopg.Connection[Any], victim: str, *, escalate: bool) -> None
         victim=sql.Literal(victim), escalate=sql.SQL("true" if escalate else "false")
     )
     conn.execute(evil)
-    schema = f"{victim}_ops"
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    schema = f"{victim}_ops{next(_schemas)}"
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     operators = sql.SQL((SQL_DIR / "plant_operators.sql").read_text()).format(
         schema=sql.Identifier(schema),
         victim=sql.Literal(victim),
@@ -161,6 +162,9 @@ def test_capture_ignores_what_an_app_role_plants(pwned: Database) -> None:
         (tenant,),
     )[0]["id"]
     last = db.sql("SELECT coalesce(max(id), 0) AS id FROM simtrail.changes")[0]["id"]
+    # A careless database lets app roles create schemas (this one only).
+    db.sql(f'GRANT CREATE ON DATABASE "{db.name}" TO authenticated')
+    db.sql("GRANT CREATE ON SCHEMA public TO authenticated")
     with psycopg.connect(db.dsn, row_factory=dict_row) as conn:
         claims = {"role": "authenticated", "sub": "s-evil", "tenant_id": tenant}
         conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (json.dumps(claims),))
@@ -385,3 +389,156 @@ def test_a_rewind_of_thousands_of_rows_stays_linear_when_stats_say_empty(
     # Four times the rows: linear work takes about four times as long; a
     # plan that rescans a work table per row takes sixteen.
     assert big_time < max(8 * small_time, 1.5), (small_time, big_time)
+
+
+# The public RPC wrappers, as PostgREST calls them: SET ROLE to the JWT's
+# role with request.jwt.claims set from the verified token.
+
+RPC_CALLS = {
+    "rewind": "SELECT public.simtrail_rewind(%(tenant)s, 'mark:m', false) AS r",
+    "dry_run": "SELECT public.simtrail_rewind(%(tenant)s, 'mark:m', true) AS r",
+    "mark": "SELECT public.simtrail_mark(%(tenant)s, 'sneaky') AS r",
+    "list_marks": "SELECT count(*) AS r FROM public.simtrail_list_marks(%(tenant)s)",
+    "history": "SELECT count(*) AS r FROM public.simtrail_history(%(tenant)s)",
+}
+
+
+def as_jwt(
+    db: Database, role: str, sub: str | None, statement: str, params: dict[str, Any]
+) -> tuple[str | None, str, Any]:
+    """(SQLSTATE or None, error message, first value) of one call as PostgREST would make it."""
+    with psycopg.connect(db.dsn, row_factory=dict_row) as conn:
+        claims: dict[str, Any] = {"role": role}
+        if sub is not None:
+            claims["sub"] = sub
+        conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+        try:
+            row = conn.execute(statement, params).fetchone()
+        except psycopg.Error as exc:
+            return exc.sqlstate, exc.diag.message_primary or "", None
+        conn.commit()
+        return None, "", row["r"] if row else None
+
+
+@pytest.fixture
+def rpc_db(seeded_db: Database) -> Database:
+    db = seeded_db
+    installed = run_cli("rpc", "install", "--json", dsn=db.dsn)
+    assert installed.exit_code == 0, installed.stderr
+    functions = json.loads(installed.stdout)
+    assert len(functions) == 4
+    assert all(f["granted_to"] == ["authenticated"] for f in functions), functions
+    first, second = rewindkit.tenants(db)[:2]
+    for sub, tenant in (("teacher-a", first), ("teacher-b", second)):
+        added = run_cli("instructor", "add", "--sub", sub, "--tenant", tenant, dsn=db.dsn)
+        assert added.exit_code == 0, added.stderr
+    for t in (first, second):
+        mark(db, t, "m")
+    return db
+
+
+def _written(db: Database) -> dict[str, Any]:
+    return db.sql(
+        "SELECT (SELECT count(*) FROM simtrail.changes) AS changes,"
+        " (SELECT count(*) FROM simtrail.marks) AS marks,"
+        " (SELECT count(*) FROM simtrail.rewinds) AS rewinds"
+    )[0]
+
+
+@pytest.mark.parametrize("call", sorted(RPC_CALLS))
+@pytest.mark.parametrize(
+    ("role", "sub", "sqlstate", "message"),
+    [
+        ("anon", None, "42501", "permission denied for function"),
+        ("authenticated", None, "42501", "needs a signed-in instructor"),
+        ("authenticated", "student-1", "42501", "student-1 is not an instructor of tenant"),
+        ("authenticated", "teacher-b", "42501", "teacher-b is not an instructor of tenant"),
+    ],
+)
+def test_rpc_refuses_everyone_but_the_tenants_instructors(
+    rpc_db: Database, call: str, role: str, sub: str | None, sqlstate: str, message: str
+) -> None:
+    db = rpc_db
+    tenant = rewindkit.tenants(db)[0]
+    edit_tenant(db, tenant)
+    before, tenant_before = _written(db), state(db, tenant)
+    got, text, _ = as_jwt(db, role, sub, RPC_CALLS[call], {"tenant": tenant})
+    assert (got, message in text) == (sqlstate, True), text
+    assert _written(db) == before
+    assert state(db, tenant) == tenant_before
+
+
+def test_rpc_refuses_unknown_tenants_and_forged_claims_alike(rpc_db: Database) -> None:
+    db = rpc_db
+    for tenant in ("not-a-uuid", "00000000-0000-0000-0000-000000000000"):
+        got, text, _ = as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["history"],
+                              {"tenant": tenant})
+        assert got == "42501" and "not an instructor" in text, text
+    with psycopg.connect(db.dsn) as conn:
+        conn.execute("SELECT set_config('request.jwt.claims', 'not json', true)")
+        conn.execute("SET LOCAL ROLE authenticated")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(RPC_CALLS["history"], {"tenant": rewindkit.tenants(db)[0]})
+
+
+def test_rpc_lets_the_tenants_instructor_mark_rewind_and_read(rpc_db: Database) -> None:
+    db = rpc_db
+    tenant, other = rewindkit.tenants(db)[:2]
+    at_mark = state(db, tenant)
+    edit_tenant(db, tenant)
+    others = state(db, other)
+    params = {"tenant": tenant}
+    got, text, dry = as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["dry_run"], params)
+    assert got is None, text
+    assert dry["dry_run"] and dry["totals"]["deleted"] > 0
+    got, text, done = as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["rewind"], params)
+    assert got is None, text
+    assert done["totals"] == dry["totals"]
+    assert state(db, tenant) == at_mark
+    assert state(db, other) == others
+    got, text, marked = as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["mark"], params)
+    assert got is None and marked["name"] == "sneaky", text
+    assert as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["list_marks"], params)[2] == 2
+    assert as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["history"], params)[2] > 0
+    who = db.sql("SELECT created_by ->> 'sub' AS sub FROM simtrail.marks WHERE name = 'sneaky'")
+    assert who == [{"sub": "teacher-a"}]
+
+
+def test_rpc_admits_only_while_listed(rpc_db: Database) -> None:
+    db = rpc_db
+    tenant = rewindkit.tenants(db)[0]
+    listed = run_cli("instructor", "list", "--json", dsn=db.dsn)
+    assert listed.exit_code == 0, listed.stderr
+    assert {(r["sub"], r["tenant"]) for r in json.loads(listed.stdout)} == {
+        ("teacher-a", tenant),
+        ("teacher-b", rewindkit.tenants(db)[1]),
+    }
+    removed = run_cli("instructor", "remove", "--sub", "teacher-a", "--tenant", tenant, dsn=db.dsn)
+    assert removed.exit_code == 0, removed.stderr
+    got, text, _ = as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["history"],
+                          {"tenant": tenant})
+    assert got == "42501", text
+    again = run_cli("instructor", "remove", "--sub", "teacher-a", "--tenant", tenant, dsn=db.dsn)
+    assert again.exit_code == 2 and again.stderr.count("\n") == 1, again.stderr
+    bad = run_cli("instructor", "add", "--sub", "", "--tenant", tenant, dsn=db.dsn)
+    assert bad.exit_code == 2 and "sub" in bad.stderr
+    bad = run_cli("instructor", "add", "--sub", "x", "--tenant", "nope", dsn=db.dsn)
+    assert bad.exit_code == 2 and "not a valid" in bad.stderr, bad.stderr
+    assert run_cli("rpc", "remove", dsn=db.dsn).exit_code == 0
+    assert db.sql("SELECT count(*) AS n FROM pg_proc WHERE proname LIKE 'simtrail\\_%%'") == [
+        {"n": 0}
+    ]
+
+
+def test_app_roles_cannot_read_or_write_the_instructors(rpc_db: Database) -> None:
+    db = rpc_db
+    for role in ("anon", "authenticated"):
+        for statement in (
+            "SELECT * FROM simtrail.instructors",
+            "INSERT INTO simtrail.instructors (sub, tenant_id) VALUES ('me', 'x')",
+            "SELECT simtrail.rpc_authorize('x')",
+            "SELECT * FROM simtrail.rewind_net",
+        ):
+            got, _, _ = as_jwt(db, role, "student-1", statement, {})
+            assert got == "42501", (role, statement)

@@ -16,12 +16,12 @@ DECLARE
     v_tenant text;
 BEGIN
     BEGIN
-        v_claims := pg_catalog.nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb;
+        v_claims := NULLIF(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb;
     EXCEPTION WHEN data_exception THEN
         v_claims := NULL;
     END;
     IF pg_catalog.jsonb_typeof(v_claims) = 'object' THEN
-        v_sub := pg_catalog.nullif(v_claims ->> 'sub', '');
+        v_sub := NULLIF(v_claims ->> 'sub', '');
     END IF;
     IF v_sub IS NULL THEN
         RAISE EXCEPTION 'refused: this call needs a signed-in instructor (no sub in the JWT claims)'
@@ -37,7 +37,7 @@ BEGIN
     IF v_tenant IS NULL OR NOT EXISTS (
            SELECT 1 FROM simtrail.instructors AS i WHERE i.sub = v_sub AND i.tenant_id = v_tenant) THEN
         RAISE EXCEPTION 'refused: % is not an instructor of tenant %', v_sub,
-            pg_catalog.coalesce(v_tenant, p_tenant)
+            COALESCE(v_tenant, p_tenant)
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN v_tenant;
