@@ -108,8 +108,10 @@ def instructor_grant_role(app: App, role: str, revoke: bool) -> None:
     """Let database role ROLE call rewind, mark and history directly, for every tenant."""
     with app.connect("instructor", autocommit=False) as conn:
         rpc.grant_role(conn, role, revoke=revoke)
-    click.echo(f"{'revoked from' if revoke else 'granted to'} {role}: usage on schema simtrail,"
-               " execute on rewind, mark, list_marks, history")
+    click.echo(
+        f"{'revoked from' if revoke else 'granted to'} {role}: usage on schema simtrail,"
+        " execute on rewind, mark, list_marks, history"
+    )
 
 
 def register(cli: click.Group) -> None:

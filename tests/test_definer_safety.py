@@ -85,9 +85,7 @@ def instructor(pwned: Database) -> Iterator[str]:
 
 
 def login(db: Database, role: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        make_conninfo(db.dsn, user=role), autocommit=True, row_factory=dict_row
-    )
+    return psycopg.connect(make_conninfo(db.dsn, user=role), autocommit=True, row_factory=dict_row)
 
 
 def edit_tenant(db: Database, tenant: str) -> None:
@@ -128,9 +126,7 @@ def test_planted_objects_never_run_during_rewind_mark_and_history(
 
     with login(db, instructor) as conn:
         plant(conn, instructor, escalate=True)
-        dry = conn.execute(
-            "SELECT simtrail.rewind(%s, 'mark:m', true) AS r", (tenant,)
-        ).fetchone()
+        dry = conn.execute("SELECT simtrail.rewind(%s, 'mark:m', true) AS r", (tenant,)).fetchone()
         assert dry is not None
         assert dry["r"]["totals"] == expected_plan["totals"]
         assert dry["r"]["tables"] == expected_plan["tables"]
@@ -369,8 +365,10 @@ def test_a_rewind_of_thousands_of_rows_stays_linear_when_stats_say_empty(
             " FROM public.patients p, generate_series(1, %s) g WHERE p.tenant_id = %s",
             (per_patient, tenant),
         )
-        db.sql("UPDATE public.patients SET first_name = first_name || '.' WHERE tenant_id = %s",
-               (tenant,))
+        db.sql(
+            "UPDATE public.patients SET first_name = first_name || '.' WHERE tenant_id = %s",
+            (tenant,),
+        )
 
     def timed_rewind() -> tuple[float, dict[str, Any]]:
         _poison_work_table_stats(db)
@@ -472,8 +470,9 @@ def test_rpc_refuses_everyone_but_the_tenants_instructors(
 def test_rpc_refuses_unknown_tenants_and_forged_claims_alike(rpc_db: Database) -> None:
     db = rpc_db
     for tenant in ("not-a-uuid", "00000000-0000-0000-0000-000000000000"):
-        got, text, _ = as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["history"],
-                              {"tenant": tenant})
+        got, text, _ = as_jwt(
+            db, "authenticated", "teacher-a", RPC_CALLS["history"], {"tenant": tenant}
+        )
         assert got == "42501" and "not an instructor" in text, text
     with psycopg.connect(db.dsn) as conn:
         conn.execute("SELECT set_config('request.jwt.claims', 'not json', true)")
@@ -516,8 +515,9 @@ def test_rpc_admits_only_while_listed(rpc_db: Database) -> None:
     }
     removed = run_cli("instructor", "remove", "--sub", "teacher-a", "--tenant", tenant, dsn=db.dsn)
     assert removed.exit_code == 0, removed.stderr
-    got, text, _ = as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["history"],
-                          {"tenant": tenant})
+    got, text, _ = as_jwt(
+        db, "authenticated", "teacher-a", RPC_CALLS["history"], {"tenant": tenant}
+    )
     assert got == "42501", text
     again = run_cli("instructor", "remove", "--sub", "teacher-a", "--tenant", tenant, dsn=db.dsn)
     assert again.exit_code == 2 and again.stderr.count("\n") == 1, again.stderr
