@@ -348,7 +348,17 @@ def test_a_rewind_of_thousands_of_rows_stays_linear_when_stats_say_empty(
     """Temp tables started every call unanalysed, so the planner sized them from
     their pages; shared work tables carry whatever autovacuum last saw."""
     db = seeded_db
-    tenant = rewindkit.tenants(db)[0]
+    tenant, other = rewindkit.tenants(db)[:2]
+    # Another class's wound assessments: the foreign-key check scans them
+    # (wound_id has no index) for the wounds this rewind removes.
+    db.sql(
+        "INSERT INTO public.wound_assessments (wound_id, drainage)"
+        " SELECT w.id, 'serous' FROM public.patient_wounds w"
+        " JOIN public.patients p ON p.id = w.patient_id, generate_series(1, 25000) g"
+        " WHERE p.tenant_id = %s AND g <= 25000 / (SELECT count(*) FROM public.patient_wounds w2"
+        "   JOIN public.patients p2 ON p2.id = w2.patient_id WHERE p2.tenant_id = %s)",
+        (other, other),
+    )
     mark(db, tenant, "m")
     at_mark = state(db, tenant)
 

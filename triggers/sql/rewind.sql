@@ -656,9 +656,11 @@ $$;
 -- Replica mode skipped foreign-key checks; make them for what the rewind
 -- touched. Rows it wrote must find their parents, and no row anywhere
 -- (untracked tables included) may point at a row it removed.
+-- JIT off: with nested loops disabled (below) every plan costs more than
+-- JIT's threshold, and compiling it costs far more than running it.
 CREATE OR REPLACE FUNCTION simtrail.rewind_check_foreign_keys()
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
     k record;
     v_join text;
