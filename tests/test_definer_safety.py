@@ -552,3 +552,51 @@ def test_app_roles_cannot_read_or_write_the_instructors(rpc_db: Database) -> Non
         ):
             got, _, _ = as_jwt(db, role, "student-1", statement, {})
             assert got == "42501", (role, statement)
+
+
+def test_uninstall_with_the_log_takes_the_wrappers_too(rpc_db: Database) -> None:
+    db = rpc_db
+    done = run_cli("uninstall", "--drop-log", dsn=db.dsn)
+    assert done.exit_code == 0, done.stderr
+    assert db.sql("SELECT count(*) AS n FROM pg_proc WHERE proname LIKE 'simtrail\\_%%'") == [
+        {"n": 0}
+    ]
+
+
+def test_rpc_install_needs_simtrail_and_says_so(clinic_db: Database) -> None:
+    done = run_cli("rpc", "install", dsn=clinic_db.dsn)
+    assert done.exit_code == 2 and "not installed" in done.stderr, done.stderr
+
+
+def test_the_dedicated_role_grant_is_exactly_rewind_mark_and_history(
+    pwned: Database, instructor: str
+) -> None:
+    db = pwned
+    tenant = rewindkit.tenants(db)[0]
+    mark(db, tenant, "m")
+    refused = [
+        "SELECT * FROM simtrail.changes",
+        "SELECT * FROM simtrail.instructors",
+        "SELECT * FROM simtrail.rewind_net",
+        "INSERT INTO simtrail.rewind_keys (call_id, table_name, key) VALUES ('1', 'x', '{}')",
+        "SELECT simtrail.sync(true)",
+        "SELECT simtrail.rewind_plan('x', 'mark:m', false)",
+        "SELECT simtrail.rewind_apply('x')",
+        "SELECT simtrail.compact_batch('1 hour', 10)",
+        "SELECT simtrail.delete_mark('x', 'm')",
+        "SELECT simtrail.apply_retention(1)",
+        "CREATE TABLE simtrail.mine (x int)",
+    ]
+    for statement in refused:
+        with login(db, instructor) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with login(db, instructor) as conn:
+        assert conn.execute("SELECT count(*) AS n FROM simtrail.history(%s)", (tenant,)).fetchone()
+    revoked = run_cli("instructor", "grant-role", instructor, "--revoke", dsn=db.dsn)
+    assert revoked.exit_code == 0, revoked.stderr
+    with login(db, instructor) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT simtrail.rewind(%s, 'mark:m', true)", (tenant,))
+    missing = run_cli("instructor", "grant-role", "no_such_role_xyz", dsn=db.dsn)
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
