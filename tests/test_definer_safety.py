@@ -588,15 +588,13 @@ def test_the_dedicated_role_grant_is_exactly_rewind_mark_and_history(
         "CREATE TABLE simtrail.mine (x int)",
     ]
     for statement in refused:
-        with login(db, instructor) as conn:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute(statement)
+        with login(db, instructor) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
     with login(db, instructor) as conn:
         assert conn.execute("SELECT count(*) AS n FROM simtrail.history(%s)", (tenant,)).fetchone()
     revoked = run_cli("instructor", "grant-role", instructor, "--revoke", dsn=db.dsn)
     assert revoked.exit_code == 0, revoked.stderr
-    with login(db, instructor) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT simtrail.rewind(%s, 'mark:m', true)", (tenant,))
+    with login(db, instructor) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT simtrail.rewind(%s, 'mark:m', true)", (tenant,))
     missing = run_cli("instructor", "grant-role", "no_such_role_xyz", dsn=db.dsn)
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
