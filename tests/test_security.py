@@ -89,7 +89,7 @@ def test_application_role_writes_are_captured_under_rls(seeded_db: Database) -> 
     assert rows[0]["actor"]["sub"] == "s-42"
 
 
-def test_every_function_is_security_definer_with_empty_search_path(
+def test_every_function_is_security_definer_with_pinned_search_path(
     installed_db: Database,
 ) -> None:
     functions = installed_db.sql(
@@ -105,9 +105,11 @@ def test_every_function_is_security_definer_with_empty_search_path(
     for fn in functions:
         assert fn["prosecdef"], fn["name"]
         # Capture functions also switch JIT off, compaction raises work_mem;
-        # nothing may loosen the path.
-        assert 'search_path=""' in fn["proconfig"], fn["name"]
-        assert set(fn["proconfig"]) <= {'search_path=""', "jit=off", "work_mem=64MB"}, fn["name"]
+        # nothing may loosen the path. pg_temp comes last: an empty path
+        # searches it first for types and relations.
+        path = "search_path=pg_catalog, pg_temp"
+        assert path in fn["proconfig"], fn["name"]
+        assert set(fn["proconfig"]) <= {path, "jit=off", "work_mem=64MB"}, fn["name"]
         assert not fn["public_execute"], fn["name"]
 
 

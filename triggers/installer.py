@@ -29,6 +29,7 @@ FUNCTION_FILES = (
     "sql/rebase.sql",
     "sql/time_targets.sql",
     "sql/rewind.sql",
+    "sql/history.sql",
 )
 # The seed's columns; an adopted table must have at least these.
 CONFIG_COLUMNS = {
@@ -225,5 +226,7 @@ def uninstall(conn: Conn, *, drop_log: bool = False, dry_run: bool = False) -> d
                     + (f" and {len(dependents) - 5} more" if len(dependents) > 5 else "")
                     + " depend on it; drop or change them first"
                 )
+            # The optional RPC wrappers in public would outlive the schema.
+            conn.execute(query(PACKAGE, "sql/rpc_queries.sql", "rpc_remove"))
             conn.execute(q("drop_schema"))
     return {"dry_run": dry_run, "detached": sorted(set(detached)), "dropped_log": drop_log}

@@ -1,13 +1,16 @@
 -- Capture: the per-transaction actor record, the generated per-table capture
 -- functions, and the fix-up for rows whose parent vanished in the same cascade.
 -- Re-applied by every install (CREATE OR REPLACE), after the versioned files.
+-- Every function pins search_path to `pg_catalog, pg_temp`: an empty path
+-- would search the caller's pg_temp first for types and relations, so a temp
+-- domain named `text` or `jsonb` could run the caller's code as our owner.
 
 -- Called by a capture function at a transaction's first captured statement.
 -- The GUC remembers that this transaction is registered, so later statements
 -- skip straight to their INSERT.
 CREATE OR REPLACE FUNCTION simtrail.begin_xact(p_xid xid8)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO simtrail.transactions (xact_id, first_change_id, started_at, actor)
     VALUES (p_xid, pg_catalog.nextval('simtrail.change_id_seq'), pg_catalog.now(),
@@ -21,7 +24,7 @@ $$;
 -- session. Used for each captured transaction and for marks.
 CREATE OR REPLACE FUNCTION simtrail.current_actor()
 RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_raw text := nullif(pg_catalog.current_setting('request.jwt.claims', true), '');
     v_claims jsonb;
@@ -53,7 +56,7 @@ $$;
 -- log: take the tenant from there, one hop up the config's tenant path.
 CREATE OR REPLACE FUNCTION simtrail.resolve_unattributed(p_xid xid8, p_table text)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_hop jsonb;
     v_first bigint;
@@ -91,7 +94,7 @@ $$;
 -- Enabled tables whose tenant path starts by stepping up to p_relid.
 CREATE OR REPLACE FUNCTION simtrail.path_children(p_relid regclass)
 RETURNS TABLE (relid regclass, hop jsonb, pk_columns text[])
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
     v_path jsonb;
@@ -121,7 +124,7 @@ $$;
 -- p_moves: [{"img": new image of the moved parent, "old_tenant", "new_tenant"}].
 CREATE OR REPLACE FUNCTION simtrail.log_descendant_moves(p_xid xid8, p_parent text, p_moves jsonb)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
     v_pk text;
@@ -167,7 +170,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION simtrail.capture_function_name(p_relid regclass)
 RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT 'capture_' || pg_catalog.left(c.relname::text, 40) || '_'
            || pg_catalog.left(pg_catalog.md5(p_relid::text), 8)
     FROM pg_catalog.pg_class AS c WHERE c.oid = p_relid
@@ -184,7 +187,7 @@ RETURNS TABLE (
     statements text[],
     trigger_hash text
 )
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_name text := p_relid::text;
     v_hops jsonb;
@@ -298,7 +301,11 @@ $f$,
             'CREATE OR REPLACE FUNCTION %s RETURNS trigger LANGUAGE plpgsql '
             -- The capture statements are simple; JIT compiling them for a
             -- large transition table costs far more than it saves.
-            'SECURITY DEFINER SET search_path = %L SET jit = off AS %L', v_fn, '', v_body),
+            -- pg_temp named last: with an empty path it would be searched
+            -- first for types and relations, so a caller's temp domain
+            -- `text` (with a CHECK calling its own function) would run as
+            -- simtrail's owner.
+            'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS %L', v_fn, v_body),
         pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_fn),
         pg_catalog.format(
             'CREATE TRIGGER simtrail_capture_insert AFTER INSERT ON %s '
@@ -335,7 +342,7 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.render_row_source(
     p_source text, p_pk text[], p_path jsonb)
 RETURNS text
-LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_lookup jsonb := simtrail.render_tenant_lookup(p_path, '(x.rec)');
     v_pk text;
@@ -363,7 +370,7 @@ $$;
 -- "key": "<p_row>.<first column of the path>"}. Parents are aliased p1, p2, …
 CREATE OR REPLACE FUNCTION simtrail.render_tenant_lookup(p_path jsonb, p_row text)
 RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_hops jsonb := p_path -> 'hops';
     v_joins text := '';
@@ -390,7 +397,7 @@ $$;
 -- What the four capture triggers on a table look like right now.
 CREATE OR REPLACE FUNCTION simtrail.trigger_state(p_relid regclass)
 RETURNS TABLE (present integer, always_enabled integer, hashes text[])
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.count(*)::integer,
            (pg_catalog.count(*) FILTER (WHERE t.tgenabled = 'A'))::integer,
            pg_catalog.array_agg(DISTINCT pg_catalog.obj_description(t.oid, 'pg_trigger'))
@@ -402,7 +409,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION simtrail.attach(p_relid regclass)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
     v_stmt text;
@@ -430,7 +437,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION simtrail.drop_triggers(p_relid regclass)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_trigger text;
 BEGIN
@@ -445,7 +452,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION simtrail.detach(p_relid oid)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_fn text;
 BEGIN
@@ -468,7 +475,7 @@ $$;
 -- With p_apply false it only reports what it would do.
 CREATE OR REPLACE FUNCTION simtrail.sync(p_apply boolean)
 RETURNS TABLE (action text, table_name text, detail text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_bad_names text[];
     v_bad_relids oid[];
@@ -550,7 +557,7 @@ $$;
 -- ignores it, and policies change).
 CREATE OR REPLACE FUNCTION simtrail.config_table_writers()
 RETURNS TABLE (grantee text, privileges text[])
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH config AS (
         SELECT c.oid, c.relacl FROM pg_catalog.pg_class AS c
         WHERE c.oid = pg_catalog.to_regclass('public.simulation_table_config')
@@ -578,7 +585,7 @@ $$;
 -- Everything `simtrail doctor` reports, one row per finding.
 CREATE OR REPLACE FUNCTION simtrail.doctor()
 RETURNS TABLE (severity text, kind text, table_name text, detail text)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
     v_state record;
@@ -657,7 +664,7 @@ $$;
 -- that the bookkeeping lost track of. Returns the tables it touched.
 CREATE OR REPLACE FUNCTION simtrail.detach_everything()
 RETURNS SETOF text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN

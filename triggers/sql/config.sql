@@ -1,5 +1,8 @@
 -- Reading simulation_table_config and turning each row into a tenant path.
 -- Re-applied by every install (CREATE OR REPLACE), after the versioned files.
+-- Every function pins search_path to `pg_catalog, pg_temp`: an empty path
+-- would search the caller's pg_temp first for types and relations, so a temp
+-- domain named `text` or `jsonb` could run the caller's code as our owner.
 
 -- The config rows, each with the table it names resolved to a regclass
 -- (NULL when the table does not exist). A bare name means `public`.
@@ -15,7 +18,7 @@ RETURNS TABLE (
     parent_table text,
     parent_column text
 )
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
     v_parts text[];
@@ -54,7 +57,7 @@ $$;
 -- The primary-key columns of a table, in key order; NULL when it has none.
 CREATE OR REPLACE FUNCTION simtrail.pk_columns(p_relid regclass)
 RETURNS text[]
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
     FROM pg_catalog.pg_index AS i
     CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::smallint[]) WITH ORDINALITY AS k(attnum, ord)
@@ -65,7 +68,7 @@ $$;
 -- The type of a live column, or NULL when there is no such column.
 CREATE OR REPLACE FUNCTION simtrail.column_type(p_relid regclass, p_column text)
 RETURNS regtype
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT a.atttypid::regtype
     FROM pg_catalog.pg_attribute AS a
     WHERE a.attrelid = p_relid AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped
@@ -81,7 +84,7 @@ $$;
 --                    "parent_column": "id"}, ...]}
 CREATE OR REPLACE FUNCTION simtrail.tenant_path(p_relid regclass)
 RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_rel regclass := p_relid;
     v_seen regclass[] := ARRAY[]::regclass[];
@@ -189,7 +192,7 @@ $$;
 -- Everything wrong with the enabled config rows, one line per problem.
 CREATE OR REPLACE FUNCTION simtrail.config_problems()
 RETURNS TABLE (table_name text, problem text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN
@@ -243,7 +246,7 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.config_columns()
 RETURNS TABLE (column_name text, type text, not_null boolean, has_default boolean,
                is_key boolean, required boolean)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
            a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
            EXISTS (SELECT 1 FROM pg_catalog.pg_index AS i
@@ -259,7 +262,7 @@ $$;
 -- out takes the table's own default. Returns the row as stored.
 CREATE OR REPLACE FUNCTION simtrail.config_insert(p_values jsonb)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_columns text;
     v_row jsonb;

@@ -1,13 +1,16 @@
 -- What the daemon runs: ticks, compaction into net changes with the
 -- originals archived, retention, and the figures behind /metrics.
 -- Re-applied by every install (CREATE OR REPLACE), after the versioned files.
+-- Every function pins search_path to `pg_catalog, pg_temp`: an empty path
+-- would search the caller's pg_temp first for types and relations, so a temp
+-- domain named `text` or `jsonb` could run the caller's code as our owner.
 
 -- Compaction and retention rewrite a tenant's log; a rewind must not read it
 -- half-rewritten. Rewinds take this key shared, a compaction batch takes it
 -- exclusively (so there is also only ever one compactor).
 CREATE OR REPLACE FUNCTION simtrail.compaction_lock_key()
 RETURNS bigint
-LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.hashtextextended('simtrail compaction', 0)
 $$;
 
@@ -15,7 +18,7 @@ $$;
 -- transactions still running when it was taken may sit below the newest id.
 CREATE OR REPLACE FUNCTION simtrail.scan_from(p_snapshot pg_snapshot)
 RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT LEAST(
                (SELECT pg_catalog.min(x.first_change_id) FROM simtrail.transactions AS x
                 WHERE x.xact_id IN (SELECT pg_catalog.pg_snapshot_xip(p_snapshot))),
@@ -30,7 +33,7 @@ $$;
 -- latter, only ones that began before p_scan_from matter.
 CREATE OR REPLACE FUNCTION simtrail.effective_scan_from(p_scan_from bigint, p_snapshot pg_snapshot)
 RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT LEAST(p_scan_from,
                  (SELECT pg_catalog.min(x.first_change_id) FROM simtrail.transactions AS x
                   WHERE x.xact_id IN (SELECT pg_catalog.pg_snapshot_xip(p_snapshot))),
@@ -44,7 +47,7 @@ $$;
 -- to p_promise after this tick resolves to it "exact to the tick".
 CREATE OR REPLACE FUNCTION simtrail.tick(p_promise interval)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_snapshot pg_snapshot := pg_catalog.pg_current_snapshot();
     v_tick record;
@@ -63,7 +66,7 @@ $$;
 -- only times at or quietly after it exact.
 CREATE OR REPLACE FUNCTION simtrail.tick()
 RETURNS jsonb
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT simtrail.tick(NULL::interval)
 $$;
 
@@ -72,7 +75,7 @@ $$;
 -- thinned, so a time there resolves to the coarse tick and says so.
 CREATE OR REPLACE FUNCTION simtrail.thin_ticks(p_window interval, p_keep_every interval)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_deleted bigint;
 BEGIN
@@ -97,7 +100,7 @@ $$;
 -- Archive partitions, one per UTC day, for every day in [p_from, p_to].
 CREATE OR REPLACE FUNCTION simtrail.ensure_archive_partitions(p_from timestamptz, p_to timestamptz)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_day timestamptz := pg_catalog.date_trunc('day', p_from, 'UTC');
     v_name text;
@@ -135,7 +138,7 @@ $$;
 -- The originals move to simtrail.archive.
 CREATE OR REPLACE FUNCTION simtrail.compact_batch(p_window interval, p_batch integer)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- Sorting a batch by row spills to disk at the default work_mem; JIT only
 -- adds compile time to statements this size.
 SET work_mem = '64MB' SET jit = off AS $$
@@ -149,6 +152,7 @@ DECLARE
     v_net bigint;
     v_gen integer;
     v_current boolean;
+    v_call xid8 := pg_catalog.pg_current_xact_id();
 BEGIN
     IF p_batch IS NULL OR p_batch < 1 THEN
         RAISE EXCEPTION 'a compaction batch must hold at least one change'
@@ -174,16 +178,20 @@ BEGIN
     v_hi := LEAST(v_hi, (SELECT b.next_id FROM simtrail.generation_bounds(v_gen) AS b));
     v_current := (SELECT b.next_id IS NULL FROM simtrail.generation_bounds(v_gen) AS b);
 
-    CREATE TEMP TABLE IF NOT EXISTS simtrail_cuts (
-        ord bigint, tenant_id text, snapshot pg_snapshot, snap_xmax xid8, generation integer
-    ) ON COMMIT DROP;
-    TRUNCATE pg_temp.simtrail_cuts;
+    -- Work rows of this call live in simtrail's own tables (see version 4),
+    -- keyed by the transaction. Only one compactor runs at a time (the lock
+    -- above), so ANALYZE here never waits on another call and gives the
+    -- planner this call's sizes, as it had with temp tables.
+    DELETE FROM simtrail.compact_cuts AS k WHERE k.call_id = v_call;
+    DELETE FROM simtrail.compact_segments AS k WHERE k.call_id = v_call;
+    DELETE FROM simtrail.compact_members AS k WHERE k.call_id = v_call;
+    DELETE FROM simtrail.compact_folded AS k WHERE k.call_id = v_call;
     -- Snapshots taken later have a larger xmax, or the same xmax and no more
     -- transactions in progress: this order is the order they were taken in,
     -- and a change seen by one cut point is seen by every later one.
     -- A later generation's cut sees every change of an earlier one.
-    INSERT INTO pg_temp.simtrail_cuts (ord, tenant_id, snapshot, snap_xmax, generation)
-    SELECT pg_catalog.row_number() OVER (ORDER BY s.generation, s.xmax, s.running DESC, s.at),
+    INSERT INTO simtrail.compact_cuts (call_id, ord, tenant_id, snapshot, snap_xmax, generation)
+    SELECT v_call, pg_catalog.row_number() OVER (ORDER BY s.generation, s.xmax, s.running DESC, s.at),
            s.tenant_id, s.snapshot, s.xmax, s.generation
     FROM (SELECT NULL::text AS tenant_id, t.snapshot, t.at, t.generation,
                  pg_catalog.pg_snapshot_xmax(t.snapshot) AS xmax,
@@ -195,26 +203,20 @@ BEGIN
                  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_snapshot_xip(m.snapshot))
           FROM simtrail.marks AS m WHERE m.generation >= v_gen) AS s
     WHERE s.generation >= v_gen;
-    CREATE INDEX IF NOT EXISTS simtrail_cuts_xmax ON pg_temp.simtrail_cuts (snap_xmax, ord);
-    ANALYZE pg_temp.simtrail_cuts;
+    ANALYZE simtrail.compact_cuts;
 
     -- The cut point of each transaction, per tenant (marks are per tenant).
-    CREATE TEMP TABLE IF NOT EXISTS simtrail_segments (
-        tenant_id text, xact_id xid8, seg bigint, actor jsonb, rewind_id bigint,
-        PRIMARY KEY (tenant_id, xact_id)
-    ) ON COMMIT DROP;
-    TRUNCATE pg_temp.simtrail_segments;
     -- The actor rides along for the archive, so no batch joins the whole
     -- (ever growing) transactions table.
-    INSERT INTO pg_temp.simtrail_segments (tenant_id, xact_id, seg, actor, rewind_id)
-    SELECT p.tenant_id, p.xact_id,
-           LEAST((SELECT k.ord FROM pg_temp.simtrail_cuts AS k
-                  WHERE k.snap_xmax > p.xact_id AND k.generation = v_gen
+    INSERT INTO simtrail.compact_segments (call_id, tenant_id, xact_id, seg, actor, rewind_id)
+    SELECT v_call, p.tenant_id, p.xact_id,
+           LEAST((SELECT k.ord FROM simtrail.compact_cuts AS k
+                  WHERE k.call_id = v_call AND k.snap_xmax > p.xact_id AND k.generation = v_gen
                     AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id)
                     AND pg_catalog.pg_visible_in_snapshot(p.xact_id, k.snapshot)
-                  ORDER BY k.snap_xmax, k.ord LIMIT 1),
-                 (SELECT pg_catalog.min(k.ord) FROM pg_temp.simtrail_cuts AS k
-                  WHERE k.generation > v_gen
+                  ORDER BY k.call_id, k.snap_xmax, k.ord LIMIT 1),
+                 (SELECT pg_catalog.min(k.ord) FROM simtrail.compact_cuts AS k
+                  WHERE k.call_id = v_call AND k.generation > v_gen
                     AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id))),
            CASE WHEN v_current
                 THEN (SELECT x.actor FROM simtrail.transactions AS x WHERE x.xact_id = p.xact_id)
@@ -227,25 +229,23 @@ BEGIN
     FROM (SELECT DISTINCT c.tenant_id, c.xact_id FROM simtrail.changes AS c
           WHERE c.id >= v_lo AND c.id < v_hi AND c.tenant_id IS NOT NULL
             AND c.net_from IS NULL) AS p;
-    ANALYZE pg_temp.simtrail_segments;
+    ANALYZE simtrail.compact_segments;
 
     -- The originals to fold: each with the id of the last change of its row
     -- between its two cut points (the id its net change will take).
-    CREATE TEMP TABLE IF NOT EXISTS simtrail_members (
-        id bigint PRIMARY KEY, net_id bigint NOT NULL, changed_at timestamptz
-    ) ON COMMIT DROP;
-    TRUNCATE pg_temp.simtrail_members;
-    INSERT INTO pg_temp.simtrail_members (id, net_id, changed_at)
-    SELECT w.id, w.net_id, w.changed_at FROM (
+    INSERT INTO simtrail.compact_members (call_id, id, net_id, changed_at)
+    SELECT v_call, w.id, w.net_id, w.changed_at FROM (
         SELECT c.id, c.changed_at,
                pg_catalog.max(c.id) OVER g AS net_id,
                pg_catalog.count(*) OVER g AS n
         FROM simtrail.changes AS c
-        JOIN pg_temp.simtrail_segments AS s USING (tenant_id, xact_id)
+        JOIN simtrail.compact_segments AS s
+          ON s.call_id = v_call AND s.tenant_id = c.tenant_id AND s.xact_id = c.xact_id
         WHERE c.id >= v_lo AND c.id < v_hi AND c.net_from IS NULL
           AND (c.tenant_id, c.table_name, s.seg) NOT IN (
               SELECT k.tenant_id, k.table_name, ks.seg FROM simtrail.changes AS k
-              JOIN pg_temp.simtrail_segments AS ks USING (tenant_id, xact_id)
+              JOIN simtrail.compact_segments AS ks
+                ON ks.call_id = v_call AND ks.tenant_id = k.tenant_id AND ks.xact_id = k.xact_id
               WHERE k.id >= v_lo AND k.id < v_hi AND k.old_pk IS NOT NULL)
         WINDOW g AS (PARTITION BY c.tenant_id, c.table_name, s.seg, c.row_pk)
     ) AS w
@@ -255,43 +255,39 @@ BEGIN
     WHERE c.id >= v_lo AND c.id < v_hi;
 
     IF v_archived > 0 THEN
-        ANALYZE pg_temp.simtrail_members;
-        CREATE TEMP TABLE IF NOT EXISTS simtrail_folded (
-            id bigint, net_from bigint, net_count integer, tenant_id text, table_name text,
-            row_pk jsonb, before_img jsonb, after_img jsonb, xact_id xid8, changed_at timestamptz
-        ) ON COMMIT DROP;
-        TRUNCATE pg_temp.simtrail_folded;
+        ANALYZE simtrail.compact_members;
         -- The same reading of first and last images as simtrail.rewind_plan,
         -- for changes that each touch one key.
-        INSERT INTO pg_temp.simtrail_folded
-        SELECT g.net_id, g.net_from, g.net_count, l.tenant_id, l.table_name, l.row_pk,
+        INSERT INTO simtrail.compact_folded (call_id, id, net_from, net_count, tenant_id, table_name,
+                                             row_pk, before_img, after_img, xact_id, changed_at)
+        SELECT v_call, g.net_id, g.net_from, g.net_count, l.tenant_id, l.table_name, l.row_pk,
                CASE WHEN f.operation <> 'INSERT' AND f.moved IS DISTINCT FROM 'in'
                     THEN f.old_data END,
                CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL ELSE l.new_data END,
                l.xact_id, l.changed_at
         FROM (SELECT m.net_id, pg_catalog.min(m.id) AS net_from, pg_catalog.count(*)::integer AS net_count
-              FROM pg_temp.simtrail_members AS m GROUP BY m.net_id) AS g
+              FROM simtrail.compact_members AS m WHERE m.call_id = v_call GROUP BY m.net_id) AS g
         JOIN simtrail.changes AS f ON f.id = g.net_from AND f.id >= v_lo AND f.id < v_hi
         JOIN simtrail.changes AS l ON l.id = g.net_id AND l.id >= v_lo AND l.id < v_hi;
         GET DIAGNOSTICS v_net = ROW_COUNT;
 
         SELECT pg_catalog.min(m.changed_at) AS lo, pg_catalog.max(m.changed_at) AS hi INTO v_span
-        FROM pg_temp.simtrail_members AS m;
+        FROM simtrail.compact_members AS m WHERE m.call_id = v_call;
         PERFORM simtrail.ensure_archive_partitions(v_span.lo, v_span.hi);
 
         WITH gone AS (
-            DELETE FROM simtrail.changes AS c USING pg_temp.simtrail_members AS m
+            DELETE FROM simtrail.changes AS c USING simtrail.compact_members AS m
             -- The id range keeps the planner from walking the log's key
             -- index from its start on every batch.
-            WHERE c.id = m.id AND c.id >= v_lo AND c.id < v_hi
+            WHERE m.call_id = v_call AND c.id = m.id AND c.id >= v_lo AND c.id < v_hi
             RETURNING c.*, m.net_id
         )
         INSERT INTO simtrail.archive (id, tenant_id, table_name, operation, row_pk, old_pk, old_data,
                                       new_data, xact_id, changed_at, moved, actor, rewind_id, net_id)
         SELECT g.id, g.tenant_id, g.table_name, g.operation, g.row_pk, g.old_pk, g.old_data,
                g.new_data, g.xact_id, g.changed_at, g.moved, x.actor, x.rewind_id, g.net_id
-        FROM gone AS g LEFT JOIN pg_temp.simtrail_segments AS x
-          ON x.tenant_id = g.tenant_id AND x.xact_id = g.xact_id;
+        FROM gone AS g LEFT JOIN simtrail.compact_segments AS x
+          ON x.call_id = v_call AND x.tenant_id = g.tenant_id AND x.xact_id = g.xact_id;
 
         INSERT INTO simtrail.changes (id, tenant_id, table_name, operation, row_pk, old_data, new_data,
                                       xact_id, changed_at, net_from, net_count)
@@ -302,12 +298,16 @@ BEGIN
                     -- still notices it if it has come back unlogged.
                     ELSE 'DELETE' END,
                n.row_pk, n.before_img, n.after_img, n.xact_id, n.changed_at, n.net_from, n.net_count
-        FROM pg_temp.simtrail_folded AS n;
+        FROM simtrail.compact_folded AS n WHERE n.call_id = v_call;
     ELSE
         v_net := 0;
     END IF;
 
     UPDATE simtrail.daemon_state SET compacted_below = v_hi, last_compacted_at = pg_catalog.now();
+    DELETE FROM simtrail.compact_cuts AS k WHERE k.call_id = v_call;
+    DELETE FROM simtrail.compact_segments AS k WHERE k.call_id = v_call;
+    DELETE FROM simtrail.compact_members AS k WHERE k.call_id = v_call;
+    DELETE FROM simtrail.compact_folded AS k WHERE k.call_id = v_call;
     RETURN pg_catalog.jsonb_build_object(
         'done', v_hi >= v_frontier.scan_from, 'scanned', v_scanned, 'archived', v_archived,
         'net', v_net, 'from_id', v_lo, 'to_id', v_hi, 'frontier_at', v_frontier.at);
@@ -319,7 +319,7 @@ $$;
 -- before the horizon is refused from then on. p_days <= 0 keeps everything.
 CREATE OR REPLACE FUNCTION simtrail.apply_retention(p_days integer)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_horizon timestamptz;
     v_keep_from bigint;
@@ -380,7 +380,7 @@ $$;
 -- The figures behind /metrics and `simtrail status`.
 CREATE OR REPLACE FUNCTION simtrail.daemon_stats(p_window interval)
 RETURNS jsonb
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.jsonb_build_object(
         'log_rows', (SELECT pg_catalog.count(*) FROM simtrail.changes),
         'net_rows', (SELECT pg_catalog.count(*) FROM simtrail.changes AS c WHERE c.net_from IS NOT NULL),

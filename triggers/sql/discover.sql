@@ -32,7 +32,7 @@ RETURNS TABLE (
     status text,
     reason text
 )
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH rels AS (
         SELECT c.oid AS relid
         FROM pg_catalog.pg_class AS c
@@ -176,7 +176,7 @@ $$;
 -- Returns the name it was stored under (schema-qualified).
 CREATE OR REPLACE FUNCTION simtrail.ignore_table(p_table text, p_reason text)
 RETURNS text
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_rel regclass;
     v_name text;
@@ -206,7 +206,7 @@ $$;
 -- Works on names as stored, so a table that was dropped can still be unignored.
 CREATE OR REPLACE FUNCTION simtrail.unignore_table(p_table text)
 RETURNS text
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_name text;
 BEGIN

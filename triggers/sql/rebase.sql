@@ -7,7 +7,7 @@
 -- checks below still notice a restore.
 CREATE OR REPLACE FUNCTION simtrail.system_identifier()
 RETURNS bigint
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN (SELECT s.system_identifier FROM pg_catalog.pg_control_system() AS s);
 EXCEPTION WHEN insufficient_privilege THEN
@@ -17,7 +17,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION simtrail.next_change_id()
 RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN s.is_called THEN s.last_value + 1 ELSE s.last_value END
     FROM simtrail.change_id_seq AS s
 $$;
@@ -28,7 +28,7 @@ $$;
 -- cluster's 64-bit xids never go back).
 CREATE OR REPLACE FUNCTION simtrail.cluster_changed()
 RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT g.anchor_oid <> 'simtrail.changes'::regclass::oid
            OR coalesce(g.system_identifier <> simtrail.system_identifier(), false)
            OR pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
@@ -43,7 +43,7 @@ $$;
 -- p_drop_gone (their old OID means nothing in a new cluster). Returns them.
 CREATE OR REPLACE FUNCTION simtrail.reresolve_relids(p_drop_gone boolean)
 RETURNS text[]
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tables jsonb;
     v_gone text[];
@@ -90,7 +90,7 @@ $$;
 -- `ambiguous`, and doctor warns about it.
 CREATE OR REPLACE FUNCTION simtrail.rebase()
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_old record;
     v_next_xid xid8 := pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot());
@@ -161,7 +161,7 @@ $$;
 -- Install, the daemon, marks, ticks and rewinds all come through here first.
 CREATE OR REPLACE FUNCTION simtrail.ensure_generation()
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_rebased jsonb;
 BEGIN
@@ -182,7 +182,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION simtrail.current_generation()
 RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM simtrail.ensure_generation();
     RETURN (SELECT pg_catalog.max(g.generation) FROM simtrail.clusters AS g);
@@ -193,7 +193,7 @@ $$;
 -- boundary should a restore follow.
 CREATE OR REPLACE FUNCTION simtrail.tick_generation()
 RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_generation integer := simtrail.current_generation();
 BEGIN
@@ -204,7 +204,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION simtrail.note_seen()
 RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     UPDATE simtrail.clusters AS g
        SET seen_change_id = GREATEST(g.seen_change_id, simtrail.next_change_id()),
            seen_xmin = GREATEST(g.seen_xmin,
@@ -217,7 +217,7 @@ $$;
 -- the newest).
 CREATE OR REPLACE FUNCTION simtrail.generation_bounds(p_generation integer)
 RETURNS TABLE (first_id bigint, next_id bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT (SELECT g.first_change_id FROM simtrail.clusters AS g WHERE g.generation = p_generation),
            (SELECT pg_catalog.min(g.first_change_id) FROM simtrail.clusters AS g
             WHERE g.generation > p_generation)
@@ -228,7 +228,7 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.cut_scan_from(
     p_scan_from bigint, p_snapshot pg_snapshot, p_generation integer)
 RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT GREATEST(b.first_id, CASE WHEN b.next_id IS NULL
         THEN simtrail.effective_scan_from(p_scan_from, p_snapshot)
         ELSE LEAST(p_scan_from,
@@ -249,7 +249,7 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.cut_predicate(
     p_tenant text, p_scan_from bigint, p_snapshot pg_snapshot, p_generation integer)
 RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.format(
         'c.tenant_id = %L AND c.id >= %s AND (%s NOT pg_catalog.pg_visible_in_snapshot(c.xact_id, %L::pg_snapshot))',
         p_tenant, simtrail.cut_scan_from(p_scan_from, p_snapshot, p_generation),
@@ -262,7 +262,7 @@ $$;
 -- Remember every live column's name under its number, so a rename shows.
 CREATE OR REPLACE FUNCTION simtrail.record_column_names()
 RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO simtrail.column_names (table_name, attnum, name)
     SELECT t.table_name, a.attnum, a.attname::text
     FROM simtrail.captured_tables AS t
@@ -274,7 +274,7 @@ $$;
 -- Columns of captured tables known under an older name.
 CREATE OR REPLACE FUNCTION simtrail.renamed_columns()
 RETURNS TABLE (table_name text, old_name text, new_name text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT n.table_name, n.name, a.attname::text
     FROM simtrail.column_names AS n
     JOIN simtrail.captured_tables AS t ON t.table_name = n.table_name
@@ -288,7 +288,7 @@ $$;
 -- would leave that column unrestored: refuse, naming it.
 CREATE OR REPLACE FUNCTION simtrail.check_renames(p_predicate text)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
     v_found boolean;
@@ -312,7 +312,7 @@ $$;
 -- What a rewind's predicate leaves out: tables retired from the config.
 CREATE OR REPLACE FUNCTION simtrail.predicate_filters()
 RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN EXISTS (SELECT 1 FROM simtrail.retired_tables)
                 THEN ' AND c.table_name NOT IN (SELECT r.table_name FROM simtrail.retired_tables AS r)'
                 ELSE '' END
@@ -322,7 +322,7 @@ $$;
 -- table that no longer exists is named with the way out.
 CREATE OR REPLACE FUNCTION simtrail.rewind_prepare()
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_gone text;
 BEGIN
@@ -341,7 +341,7 @@ $$;
 -- stays in the log (and archive) for compliance; rewinds leave it alone.
 CREATE OR REPLACE FUNCTION simtrail.retire_table(p_table text)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_parts text[];
     v_name text;
@@ -394,7 +394,7 @@ $$;
 -- first, then sync, then note the columns' names.
 CREATE OR REPLACE FUNCTION simtrail.sync_all(p_apply boolean)
 RETURNS TABLE (action text, table_name text, detail text)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_rebased jsonb := simtrail.ensure_generation();
 BEGIN
@@ -418,7 +418,7 @@ $$;
 -- Doctor's findings about schema changes and restores.
 CREATE OR REPLACE FUNCTION simtrail.schema_findings()
 RETURNS TABLE (severity text, kind text, table_name text, detail text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN

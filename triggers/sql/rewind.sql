@@ -2,12 +2,15 @@
 -- inverse operations from the log, in one transaction, leaving every other
 -- tenant and every unconfigured table alone.
 -- Re-applied by every install (CREATE OR REPLACE), after the versioned files.
+-- Every function pins search_path to `pg_catalog, pg_temp`: an empty path
+-- would search the caller's pg_temp first for types and relations, so a temp
+-- domain named `text` or `jsonb` could run the caller's code as our owner.
 
 -- The lock that serialises a rewind of a tenant against that tenant's writers
 -- (writers take it shared in the capture trigger); other tenants never wait.
 CREATE OR REPLACE FUNCTION simtrail.tenant_lock_key(p_tenant text)
 RETURNS bigint
-LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.hashtextextended('simtrail tenant ' || p_tenant, 0)
 $$;
 
@@ -16,7 +19,7 @@ $$;
 -- upper case matches the log). Raises on a value the type rejects.
 CREATE OR REPLACE FUNCTION simtrail.normalize_tenant(p_tenant text)
 RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_type text;
     v_tenant text;
@@ -45,7 +48,7 @@ $$;
 -- key. Each row: the table and the referenced column.
 CREATE OR REPLACE FUNCTION simtrail.tenant_tables()
 RETURNS TABLE (relid regclass, column_name text, column_type text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT DISTINCT k.confrelid::regclass, a.attname::text,
            pg_catalog.format_type(a.atttypid, a.atttypmod)
     FROM simtrail.captured_tables AS t
@@ -62,7 +65,7 @@ $$;
 -- table with its own tenant column names it.
 CREATE OR REPLACE FUNCTION simtrail.tenant_seen(p_tenant text)
 RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
     v_found boolean;
@@ -90,7 +93,7 @@ $$;
 -- tenant; NULL when the tenant columns reference no such table.
 CREATE OR REPLACE FUNCTION simtrail.tenant_registered(p_tenant text)
 RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
     v_found boolean;
@@ -113,7 +116,7 @@ $$;
 -- application's tenants table holds it. Returns the canonical key or raises.
 CREATE OR REPLACE FUNCTION simtrail.known_tenant(p_tenant text)
 RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tenant text := simtrail.normalize_tenant(p_tenant);
 BEGIN
@@ -130,7 +133,7 @@ $$;
 -- must be in it; without one, any value of the tenant column's type will do.
 CREATE OR REPLACE FUNCTION simtrail.markable_tenant(p_tenant text)
 RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tenant text := simtrail.normalize_tenant(p_tenant);
     v_registered boolean;
@@ -155,7 +158,7 @@ $$;
 -- mark(s) of that name are deleted and the new one takes their place.
 CREATE OR REPLACE FUNCTION simtrail.mark(p_tenant text, p_name text, p_replace boolean)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tenant text := simtrail.markable_tenant(p_tenant);
     v_snapshot pg_snapshot;
@@ -193,13 +196,13 @@ $$;
 -- The first signature, kept for callers of earlier releases: never replaces.
 CREATE OR REPLACE FUNCTION simtrail.mark(p_tenant text, p_name text)
 RETURNS jsonb
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT simtrail.mark(p_tenant, p_name, false)
 $$;
 
 CREATE OR REPLACE FUNCTION simtrail.list_marks(p_tenant text)
 RETURNS TABLE (id bigint, name text, created_at timestamptz, created_by jsonb)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tenant text := simtrail.known_tenant(p_tenant);
 BEGIN
@@ -212,7 +215,7 @@ $$;
 -- Deletes every mark of that name for the tenant; raises when there is none.
 CREATE OR REPLACE FUNCTION simtrail.delete_mark(p_tenant text, p_name text)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tenant text := simtrail.known_tenant(p_tenant);
     v_count integer;
@@ -235,7 +238,7 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.resolve_target(
     p_tenant text, p_target text, p_nearest boolean DEFAULT false)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_mark record;
     v_change record;
@@ -338,7 +341,7 @@ $$;
 -- and GENERATED ALWAYS identities (which cannot be updated).
 CREATE OR REPLACE FUNCTION simtrail.writable_columns(p_relid regclass, p_for_update boolean)
 RETURNS text[]
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
     FROM pg_catalog.pg_attribute AS a
     WHERE a.attrelid = p_relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
@@ -349,7 +352,7 @@ $$;
 -- Columns of the table's unique indexes other than its primary key.
 CREATE OR REPLACE FUNCTION simtrail.unique_columns(p_relid regclass)
 RETURNS text[]
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(pg_catalog.array_agg(DISTINCT a.attname::text), ARRAY[]::text[])
     FROM pg_catalog.pg_index AS i
     CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::smallint[]) AS k(attnum)
@@ -362,7 +365,7 @@ $$;
 -- and children deleted before their parents.
 CREATE OR REPLACE FUNCTION simtrail.fk_depths()
 RETURNS TABLE (table_name text, depth integer)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH RECURSIVE edges AS (
         SELECT DISTINCT k.conrelid AS child, k.confrelid AS parent
         FROM pg_catalog.pg_constraint AS k
@@ -381,13 +384,13 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
 $$;
 
 -- Work out a rewind: what each touched row must become, what it is now, and
--- what to do about it. Fills pg_temp.simtrail_net and returns the resolved
--- target. Raises, changing nothing, on a cross-tenant move or (unless forced)
+-- what to do about it. Fills simtrail.rewind_net (rows of this transaction)
+-- and returns the resolved target. Raises, changing nothing, on a cross-tenant move or (unless forced)
 -- drift.
 CREATE OR REPLACE FUNCTION simtrail.rewind_plan(
     p_tenant text, p_target text, p_force boolean, p_nearest boolean DEFAULT false)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_resolved jsonb;
     v_missing text;
@@ -398,9 +401,12 @@ DECLARE
     v_count bigint;
     v_undone bigint;
     v_predicate text;
+    v_call xid8 := pg_catalog.pg_current_xact_id();
 BEGIN
     -- A restored cluster is rebased, and a dropped table refused, first.
     PERFORM simtrail.rewind_prepare();
+    DELETE FROM simtrail.rewind_keys AS k WHERE k.call_id = v_call;
+    DELETE FROM simtrail.rewind_net AS n WHERE n.call_id = v_call;
     v_resolved := simtrail.resolve_target(p_tenant, p_target, p_nearest);
 
     v_predicate := v_resolved ->> 'predicate' || simtrail.predicate_filters();
@@ -413,10 +419,6 @@ BEGIN
     -- which side of the change an event stands for. One pass over the log
     -- keeps only the first and last event per row; the images of just those
     -- are fetched afterwards, so little beyond the keys is read per change.
-    CREATE TEMP TABLE IF NOT EXISTS simtrail_keys (
-        table_name text, key jsonb, target_img jsonb, last_img jsonb
-    ) ON COMMIT DROP;
-    TRUNCATE pg_temp.simtrail_keys;
     EXECUTE pg_catalog.format($q$
         WITH events AS MATERIALIZED (
             SELECT c.table_name, e.key, e.code, c.operation = 'INSERT' AS inserted
@@ -431,8 +433,8 @@ BEGIN
             ) AS e (key, code)
             WHERE %s AND e.key IS NOT NULL
         ), kept AS (
-            INSERT INTO pg_temp.simtrail_keys (table_name, key, target_img, last_img)
-            SELECT g.table_name, g.key,
+            INSERT INTO simtrail.rewind_keys (call_id, table_name, key, target_img, last_img)
+            SELECT $1, g.table_name, g.key,
                    CASE WHEN g.first_code %% 2 = 0 AND f.moved IS DISTINCT FROM 'in'
                         THEN f.old_data END,
                    CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL
@@ -450,22 +452,15 @@ BEGIN
         SELECT (SELECT pg_catalog.count(*) FROM kept),
                (SELECT pg_catalog.count(*) FILTER (WHERE ev.code %% 2 = 0 OR ev.inserted) FROM events AS ev)
         $q$, v_predicate)
-    INTO v_count, v_undone;
+    INTO v_count, v_undone USING v_call;
     v_resolved := v_resolved || pg_catalog.jsonb_build_object('changes_undone', v_undone);
 
-    ANALYZE pg_temp.simtrail_keys;
-    SELECT k.table_name INTO v_missing FROM pg_temp.simtrail_keys AS k
-    WHERE k.table_name NOT IN (SELECT t.table_name FROM simtrail.captured_tables AS t) LIMIT 1;
+    SELECT k.table_name INTO v_missing FROM simtrail.rewind_keys AS k
+    WHERE k.call_id = v_call AND k.table_name NOT IN (SELECT t.table_name FROM simtrail.captured_tables AS t) LIMIT 1;
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'the changes to undo include %, which is no longer captured; enable it again first',
             v_missing USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-
-    CREATE TEMP TABLE IF NOT EXISTS simtrail_net (
-        table_name text, key jsonb, target_img jsonb, last_img jsonb, live_img jsonb,
-        live_tenant text, action text, drift boolean NOT NULL DEFAULT false
-    ) ON COMMIT DROP;
-    TRUNCATE pg_temp.simtrail_net;
 
     -- Lock and read the live rows, with the tenant each belongs to now. NO KEY
     -- UPDATE, not UPDATE: a writer of this tenant waiting on our tenant lock
@@ -474,11 +469,12 @@ BEGIN
     FOR r IN
         SELECT t.relid, t.table_name, t.pk_columns, t.tenant_path
         FROM simtrail.captured_tables AS t
-        WHERE t.table_name IN (SELECT DISTINCT k.table_name FROM pg_temp.simtrail_keys AS k)
+        WHERE t.table_name IN (SELECT DISTINCT k.table_name FROM simtrail.rewind_keys AS k
+                               WHERE k.call_id = v_call)
         ORDER BY t.table_name
     LOOP
         v_lookup := simtrail.render_tenant_lookup(r.tenant_path, 'r');
-        SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = (k2.key ->> %L)::%s', a.attname,
+        SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = (k.key ->> %L)::%s', a.attname,
                    a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ' AND ')
           INTO v_pk_match
           FROM pg_catalog.unnest(r.pk_columns) AS c
@@ -488,10 +484,12 @@ BEGIN
         -- live row, pass them through the table's own types before comparing.
         -- An image agrees with the live row when every column it holds has
         -- the same value there (columns added since are not compared).
+        -- Each key finds its live row through the table's primary key
+        -- (LATERAL): linear whatever the work table's statistics claim.
         EXECUTE pg_catalog.format($q$
-            INSERT INTO pg_temp.simtrail_net
-                (table_name, key, target_img, last_img, live_img, live_tenant, action, drift)
-            SELECT x.table_name, x.key, x.target_img, x.last_img, x.live_img, x.live_tenant,
+            INSERT INTO simtrail.rewind_net
+                (call_id, table_name, key, target_img, last_img, live_img, live_tenant, action, drift)
+            SELECT $2, x.table_name, x.key, x.target_img, x.last_img, x.live_img, x.live_tenant,
                    CASE WHEN x.target_img IS NOT NULL AND x.live_img IS NULL THEN 'restore'
                         WHEN x.target_img IS NOT NULL AND x.live_tenant IS NOT NULL
                              AND x.live_tenant <> $1 THEN 'conflict'
@@ -523,29 +521,30 @@ BEGIN
                                      pg_catalog.jsonb_populate_record(NULL::%1$s, k.last_img))) AS e
                             WHERE k.last_img ? e.key)
                         ELSE k.last_img END AS last_img
-                FROM pg_temp.simtrail_keys AS k
-                LEFT JOIN (SELECT k2.key, pg_catalog.to_jsonb(r) AS img, %4$s AS tenant
-                           FROM pg_temp.simtrail_keys AS k2
-                           JOIN %1$s AS r ON %2$s%5$s
-                           WHERE k2.table_name = %3$L
-                           FOR NO KEY UPDATE OF r) AS s ON s.key = k.key
-                WHERE k.table_name = %3$L
+                FROM simtrail.rewind_keys AS k
+                LEFT JOIN LATERAL (SELECT pg_catalog.to_jsonb(r) AS img, %4$s AS tenant
+                                   FROM %1$s AS r%5$s
+                                   WHERE %2$s
+                                   FOR NO KEY UPDATE OF r) AS s ON true
+                WHERE k.call_id = $2 AND k.table_name = %3$L
                 -- A fence: computed once per row, not once per use above.
                 OFFSET 0
             ) AS x
             $q$, r.relid::regclass, v_pk_match, r.table_name, v_lookup ->> 'tenant',
             v_lookup ->> 'joins')
-        USING p_tenant;
+        USING p_tenant, v_call;
     END LOOP;
+    DELETE FROM simtrail.rewind_keys AS k WHERE k.call_id = v_call;
 
     SELECT pg_catalog.count(*),
            pg_catalog.string_agg(pg_catalog.format('%s %s (now in tenant %s)', n.table_name, n.key,
                                                    n.live_tenant), '; ')
       INTO v_count, v_problem
-    FROM (SELECT * FROM pg_temp.simtrail_net AS n0 WHERE n0.action = 'conflict'
+    FROM (SELECT * FROM simtrail.rewind_net AS n0 WHERE n0.call_id = v_call AND n0.action = 'conflict'
           ORDER BY n0.table_name, n0.key::text LIMIT 5) AS n;
     IF v_count > 0 THEN
-        SELECT pg_catalog.count(*) INTO v_count FROM pg_temp.simtrail_net AS n WHERE n.action = 'conflict';
+        SELECT pg_catalog.count(*) INTO v_count FROM simtrail.rewind_net AS n
+        WHERE n.call_id = v_call AND n.action = 'conflict';
         RAISE EXCEPTION 'refused: % row(s) left tenant % for another tenant and still live there, so restoring them would change that tenant: %',
             v_count, p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
@@ -553,10 +552,11 @@ BEGIN
     IF NOT p_force THEN
         SELECT pg_catalog.string_agg(pg_catalog.format('%s %s', n.table_name, n.key), '; ')
           INTO v_problem
-        FROM (SELECT * FROM pg_temp.simtrail_net AS n0 WHERE n0.drift
+        FROM (SELECT * FROM simtrail.rewind_net AS n0 WHERE n0.call_id = v_call AND n0.drift
               ORDER BY n0.table_name, n0.key::text LIMIT 5) AS n;
         IF v_problem IS NOT NULL THEN
-            SELECT pg_catalog.count(*) INTO v_count FROM pg_temp.simtrail_net AS n WHERE n.drift;
+            SELECT pg_catalog.count(*) INTO v_count FROM simtrail.rewind_net AS n
+            WHERE n.call_id = v_call AND n.drift;
             RAISE EXCEPTION 'refused: % row(s) differ from their last logged image (written with capture off?): %; rewind with force to overwrite them',
                 v_count, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
@@ -565,11 +565,11 @@ BEGIN
 END
 $$;
 
--- Apply the plan in pg_temp.simtrail_net, set-based, one statement per table
+-- Apply the plan in simtrail.rewind_net (this transaction's rows), set-based, one statement per table
 -- and action. Returns the mode used.
 CREATE OR REPLACE FUNCTION simtrail.rewind_apply(p_tenant text)
 RETURNS text
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_mode text := 'replica';
     r record;
@@ -579,7 +579,12 @@ DECLARE
     v_list text;
     v_values text;
     v_bad bigint;
+    v_call xid8 := pg_catalog.pg_current_xact_id();
+    v_net text;
 BEGIN
+    -- This call's plan, as a relation the generated statements read.
+    v_net := pg_catalog.format(
+        '(SELECT n0.* FROM simtrail.rewind_net AS n0 WHERE n0.call_id = %L::pg_catalog.xid8)', v_call);
     -- Replica mode keeps the application's own triggers (updated_at
     -- stampers, tenant fillers, identifier guards) and FK actions from
     -- altering restored rows; our capture triggers are ENABLE ALWAYS and
@@ -599,24 +604,24 @@ BEGIN
         SELECT t.relid, t.table_name, t.pk_columns, coalesce(d.depth, 0) AS depth
         FROM simtrail.captured_tables AS t
         LEFT JOIN simtrail.fk_depths() AS d ON d.table_name = t.table_name
-        WHERE t.table_name IN (SELECT n.table_name FROM pg_temp.simtrail_net AS n
-                               WHERE n.action IN ('delete', 'revert', 'restore'))
+        WHERE t.table_name IN (SELECT n.table_name FROM simtrail.rewind_net AS n
+                               WHERE n.call_id = v_call AND n.action IN ('delete', 'revert', 'restore'))
         ORDER BY 4 DESC, 2
     LOOP
         SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = k.%I', x, x), ' AND ')
           INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS x;
         EXECUTE pg_catalog.format(
-            'DELETE FROM %1$s AS r USING (SELECT j.* FROM pg_temp.simtrail_net AS n'
+            'DELETE FROM %1$s AS r USING (SELECT j.* FROM %4$s AS n'
             ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.key) AS j WHERE n.table_name = %2$L AND n.action = ''delete'') AS k'
-            ' WHERE %3$s', r.relid::regclass, r.table_name, v_pk_match);
+            ' WHERE %3$s', r.relid::regclass, r.table_name, v_pk_match, v_net);
     END LOOP;
 
     FOR r IN
         SELECT t.relid, t.table_name, t.pk_columns, coalesce(d.depth, 0) AS depth
         FROM simtrail.captured_tables AS t
         LEFT JOIN simtrail.fk_depths() AS d ON d.table_name = t.table_name
-        WHERE t.table_name IN (SELECT n.table_name FROM pg_temp.simtrail_net AS n
-                               WHERE n.action IN ('revert', 'restore'))
+        WHERE t.table_name IN (SELECT n.table_name FROM simtrail.rewind_net AS n
+                               WHERE n.call_id = v_call AND n.action IN ('revert', 'restore'))
         ORDER BY 4, 2
     LOOP
         SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = k.%I', x, x), ' AND ')
@@ -636,8 +641,9 @@ BEGIN
                        n.action = 'revert' AND EXISTS (
                            SELECT 1 FROM pg_catalog.unnest(simtrail.unique_columns(r.relid)) AS u
                            WHERE n.target_img -> u IS DISTINCT FROM n.live_img -> u) AS key_changed
-                FROM pg_temp.simtrail_net AS n
-                WHERE n.table_name = r.table_name AND n.action IN ('revert', 'restore')) AS g
+                FROM simtrail.rewind_net AS n
+                WHERE n.call_id = v_call AND n.table_name = r.table_name
+                  AND n.action IN ('revert', 'restore')) AS g
             GROUP BY g.action, g.keys, g.key_changed
             ORDER BY g.action DESC
         LOOP
@@ -656,7 +662,7 @@ BEGIN
             IF c.action = 'revert' THEN
                 EXECUTE pg_catalog.format(
                     'UPDATE %1$s AS r SET (%4$s) = ROW(%5$s)'
-                    ' FROM (SELECT j.* FROM pg_temp.simtrail_net AS n'
+                    ' FROM (SELECT j.* FROM %9$s AS n'
                     '       CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img) AS j'
                     '       WHERE n.table_name = %2$L'
                     '         AND n.action = ''revert'' AND (SELECT pg_catalog.array_agg(e ORDER BY e)'
@@ -665,16 +671,16 @@ BEGIN
                     '             WHERE n.target_img -> u IS DISTINCT FROM n.live_img -> u) = %8$L) AS k'
                     ' WHERE %3$s',
                     r.relid::regclass, r.table_name, v_pk_match, v_list, v_values, c.keys,
-                    simtrail.unique_columns(r.relid), c.key_changed);
+                    simtrail.unique_columns(r.relid), c.key_changed, v_net);
             ELSE
                 EXECUTE pg_catalog.format(
                     'INSERT INTO %1$s AS r (%3$s) OVERRIDING SYSTEM VALUE SELECT %4$s'
-                    ' FROM (SELECT j.* FROM pg_temp.simtrail_net AS n'
+                    ' FROM (SELECT j.* FROM %6$s AS n'
                     '       CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img) AS j'
                     '       WHERE n.table_name = %2$L'
                     '         AND n.action = ''restore'' AND (SELECT pg_catalog.array_agg(e ORDER BY e)'
                     '             FROM pg_catalog.jsonb_object_keys(n.target_img) AS e) = %5$L) AS k',
-                    r.relid::regclass, r.table_name, v_list, v_values, c.keys);
+                    r.relid::regclass, r.table_name, v_list, v_values, c.keys, v_net);
             END IF;
         END LOOP;
     END LOOP;
@@ -688,9 +694,11 @@ $$;
 -- Replica mode skipped foreign-key checks; make them for what the rewind
 -- touched. Rows it wrote must find their parents, and no row anywhere
 -- (untracked tables included) may point at a row it removed.
+-- JIT off: with nested loops disabled (below) every plan costs more than
+-- JIT's threshold, and compiling it costs far more than running it.
 CREATE OR REPLACE FUNCTION simtrail.rewind_check_foreign_keys()
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
     k record;
     v_join text;
@@ -698,7 +706,13 @@ DECLARE
     v_not_null text;
     v_child_pk text;
     v_bad bigint;
+    v_call xid8 := pg_catalog.pg_current_xact_id();
+    v_net text;
+    v_indexed boolean;
+    v_nestloop text;
 BEGIN
+    v_net := pg_catalog.format(
+        '(SELECT n0.* FROM simtrail.rewind_net AS n0 WHERE n0.call_id = %L::pg_catalog.xid8)', v_call);
     FOR k IN
         SELECT con.conname, con.conrelid::regclass AS child, con.confrelid::regclass AS parent,
                tc.table_name AS child_name, tc.pk_columns AS child_pk, tp.table_name AS parent_name,
@@ -714,10 +728,10 @@ BEGIN
         LEFT JOIN simtrail.captured_tables AS tc ON tc.relid = con.conrelid
         LEFT JOIN simtrail.captured_tables AS tp ON tp.relid = con.confrelid
         WHERE con.contype = 'f'
-          AND (tc.table_name IN (SELECT n.table_name FROM pg_temp.simtrail_net AS n
-                                 WHERE n.action IN ('revert', 'restore'))
-               OR tp.table_name IN (SELECT n.table_name FROM pg_temp.simtrail_net AS n
-                                    WHERE n.action IN ('revert', 'delete')))
+          AND (tc.table_name IN (SELECT n.table_name FROM simtrail.rewind_net AS n
+                                 WHERE n.call_id = v_call AND n.action IN ('revert', 'restore'))
+               OR tp.table_name IN (SELECT n.table_name FROM simtrail.rewind_net AS n
+                                    WHERE n.call_id = v_call AND n.action IN ('revert', 'delete')))
     LOOP
         SELECT pg_catalog.string_agg(pg_catalog.format('p.%I = c.%I', pc, cc), ' AND '),
                pg_catalog.string_agg(pg_catalog.format('c.%I IS NOT NULL', cc), ' AND '),
@@ -729,12 +743,12 @@ BEGIN
             SELECT pg_catalog.string_agg(pg_catalog.format('c.%I = w.%I', x, x), ' AND ')
               INTO v_child_pk FROM pg_catalog.unnest(k.child_pk) AS x;
             EXECUTE pg_catalog.format(
-                'SELECT pg_catalog.count(*) FROM pg_temp.simtrail_net AS n'
+                'SELECT pg_catalog.count(*) FROM %7$s AS n'
                 ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.key) AS w'
                 ' JOIN %1$s AS c ON %3$s'
                 ' WHERE n.table_name = %2$L AND n.action IN (''revert'', ''restore'') AND %4$s'
                 ' AND NOT EXISTS (SELECT 1 FROM %5$s AS p WHERE %6$s)',
-                k.child, k.child_name, v_child_pk, v_not_null, k.parent, v_parent_match)
+                k.child, k.child_name, v_child_pk, v_not_null, k.parent, v_parent_match, v_net)
             INTO v_bad;
             IF v_bad > 0 THEN
                 RAISE EXCEPTION 'refused: % restored row(s) of % would point at % rows that no longer exist (foreign key %)',
@@ -743,14 +757,28 @@ BEGIN
         END IF;
 
         IF k.parent_name IS NOT NULL THEN
+            -- Without an index on the child's referencing columns the only
+            -- linear plan scans the child once (a hash join); the planner,
+            -- believing the work table empty, would rescan it per removed row.
+            SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index AS i
+                           WHERE i.indrelid = k.child
+                             AND (i.indkey::pg_catalog.int2[])[0:pg_catalog.cardinality(k.child_cols) - 1]
+                                 @> (SELECT pg_catalog.array_agg(a.attnum) FROM pg_catalog.pg_attribute AS a
+                                     WHERE a.attrelid = k.child AND a.attname = ANY (k.child_cols)))
+              INTO v_indexed;
+            v_nestloop := pg_catalog.current_setting('enable_nestloop');
+            IF NOT v_indexed THEN
+                PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
+            END IF;
             EXECUTE pg_catalog.format(
                 'SELECT pg_catalog.count(*) FROM %1$s AS c'
-                ' JOIN (SELECT DISTINCT j.* FROM pg_temp.simtrail_net AS n'
+                ' JOIN (SELECT DISTINCT j.* FROM %6$s AS n'
                 '       CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%2$s, n.live_img) AS j'
                 '       WHERE n.table_name = %3$L AND n.action IN (''revert'', ''delete'')) AS k ON %4$s'
                 ' WHERE NOT EXISTS (SELECT 1 FROM %2$s AS p WHERE %5$s)',
-                k.child, k.parent, k.parent_name, v_join, v_parent_match)
+                k.child, k.parent, k.parent_name, v_join, v_parent_match, v_net)
             INTO v_bad;
+            PERFORM pg_catalog.set_config('enable_nestloop', v_nestloop, true);
             IF v_bad > 0 THEN
                 RAISE EXCEPTION 'refused: % row(s) of % would point at % rows this rewind removes (foreign key %)',
                     v_bad, k.child, k.parent, k.conname USING ERRCODE = 'foreign_key_violation';
@@ -762,7 +790,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION simtrail.restore_lock_settings(p_lock text, p_deadlock text)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pg_catalog.set_config('lock_timeout', p_lock, true);
     BEGIN
@@ -781,7 +809,7 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.rewind(
     p_tenant text, p_target text, p_dry_run boolean, p_force boolean, p_nearest boolean)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_started timestamptz := pg_catalog.clock_timestamp();
     v_tenant text := simtrail.known_tenant(p_tenant);
@@ -840,7 +868,8 @@ BEGIN
                  pg_catalog.count(*) FILTER (WHERE n.action = 'delete') AS deleted,
                  pg_catalog.count(*) FILTER (WHERE n.action = 'restore') AS restored,
                  pg_catalog.count(*) FILTER (WHERE n.action = 'revert') AS reverted
-          FROM pg_temp.simtrail_net AS n GROUP BY 1 ORDER BY 1) AS x
+          FROM simtrail.rewind_net AS n WHERE n.call_id = pg_catalog.pg_current_xact_id()
+          GROUP BY 1 ORDER BY 1) AS x
     WHERE x.deleted + x.restored + x.reverted > 0;
 
     v_report := pg_catalog.jsonb_build_object(
@@ -851,13 +880,15 @@ BEGIN
         'dry_run', p_dry_run,
         'forced', p_force,
         'changes_undone', v_undone,
-        'rows_drifted', (SELECT pg_catalog.count(*) FROM pg_temp.simtrail_net AS n WHERE n.drift),
+        'rows_drifted', (SELECT pg_catalog.count(*) FROM simtrail.rewind_net AS n
+                         WHERE n.call_id = pg_catalog.pg_current_xact_id() AND n.drift),
         'tables', v_tables,
         'totals', (SELECT pg_catalog.jsonb_build_object(
                        'deleted', pg_catalog.count(*) FILTER (WHERE n.action = 'delete'),
                        'restored', pg_catalog.count(*) FILTER (WHERE n.action = 'restore'),
                        'reverted', pg_catalog.count(*) FILTER (WHERE n.action = 'revert'))
-                   FROM pg_temp.simtrail_net AS n),
+                   FROM simtrail.rewind_net AS n
+                   WHERE n.call_id = pg_catalog.pg_current_xact_id()),
         'mode', v_mode,
         'rewind_id', v_rewind_id,
         'attempts', v_attempt,
@@ -869,6 +900,7 @@ BEGIN
         UPDATE simtrail.transactions SET rewind_id = v_rewind_id
         WHERE xact_id = pg_catalog.pg_current_xact_id();
     END IF;
+    DELETE FROM simtrail.rewind_net AS n WHERE n.call_id = pg_catalog.pg_current_xact_id();
     RETURN v_report;
 END
 $$;
@@ -877,7 +909,7 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.rewind(
     p_tenant text, p_target text, p_dry_run boolean DEFAULT true, p_force boolean DEFAULT false)
 RETURNS jsonb
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT simtrail.rewind(p_tenant, p_target, p_dry_run, p_force, false)
 $$;
 
@@ -886,7 +918,7 @@ $$;
 -- rewind. Reads every captured table; meant for checks, not hot paths.
 CREATE OR REPLACE FUNCTION simtrail.tenant_state(p_tenant text)
 RETURNS TABLE (table_name text, row_count bigint, checksum text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tenant text := simtrail.normalize_tenant(p_tenant);
     r record;

@@ -27,7 +27,7 @@
 -- PostgREST nobody chose, so it is refused too.
 CREATE OR REPLACE FUNCTION simtrail.parse_time(p_text text)
 RETURNS timestamptz
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_text text := pg_catalog.btrim(p_text);
     v_time timestamptz;
@@ -62,7 +62,7 @@ $$;
 -- microsecond, so it can be pasted back as a target and name the same cut.
 CREATE OR REPLACE FUNCTION simtrail.iso_time(p_time timestamptz)
 RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.to_char(p_time, 'YYYY-MM-DD"T"HH24:MI:SS.USOF')
 $$;
 
@@ -70,7 +70,7 @@ $$;
 -- "2 h 5 min", "3 d 4 h".
 CREATE OR REPLACE FUNCTION simtrail.describe_interval(p_interval interval)
 RETURNS text
-LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
         WHEN s < 10 THEN pg_catalog.trim_scale(pg_catalog.round(s, 3))::text || ' s'
         WHEN s < 60 THEN pg_catalog.floor(s)::text || ' s'
@@ -91,7 +91,7 @@ $$;
 -- having written nothing, when the time cannot be resolved as asked.
 CREATE OR REPLACE FUNCTION simtrail.resolve_time(p_tenant text, p_time timestamptz, p_nearest boolean)
 RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_cut record;
     v_has_cut boolean;

@@ -63,12 +63,12 @@ CREATE TABLE simtrail.retired_tables (
 -- cluster. Replaced by rebase.sql; defined here so the defaults below exist.
 CREATE FUNCTION simtrail.current_generation()
 RETURNS integer
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.max(g.generation) FROM simtrail.clusters AS g
 $$;
 CREATE FUNCTION simtrail.tick_generation()
 RETURNS integer
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.max(g.generation) FROM simtrail.clusters AS g
 $$;
 
@@ -115,3 +115,6 @@ LEFT JOIN simtrail.transactions_history AS h
 
 REVOKE ALL ON ALL TABLES IN SCHEMA simtrail FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA simtrail FROM PUBLIC;
+
+-- Compaction orders cut points generation by generation.
+ALTER TABLE simtrail.compact_cuts ADD COLUMN generation integer;
