@@ -210,6 +210,11 @@ BEGIN
 
     -- One SELECT list per source of rows; each yields tenant, key presence,
     -- image and primary key for the row expression `(x.rec)`.
+    --
+    -- Every statement that logs first takes the lock of each tenant it logs
+    -- for (simtrail.hold_tenants, in a one-time filter that runs before the
+    -- first row is inserted), so a writer that waited for a rewind gets
+    -- change ids after the rewind's.
     v_rows_new := simtrail.render_row_source('simtrail_new', pk_columns, tenant_path);
     v_rows_old := simtrail.render_row_source('simtrail_old', pk_columns, tenant_path);
     v_rows_live := simtrail.render_row_source(v_name, pk_columns, tenant_path);
@@ -234,7 +239,11 @@ BEGIN
                 UNION ALL
                 SELECT p.new_tenant, 'in'
                 WHERE p.old_tenant IS DISTINCT FROM p.new_tenant AND p.new_keyed
-            ) AS s (tenant, moved)%5$s$u$,
+            ) AS s (tenant, moved)
+            WHERE (SELECT simtrail.hold_tenants(ARRAY(
+                       SELECT DISTINCT t.tenant FROM pairs AS p2
+                       CROSS JOIN LATERAL (VALUES (p2.old_tenant), (p2.new_tenant)) AS t (tenant)
+                       WHERE t.tenant IS NOT NULL)))%5$s$u$,
         v_rows_old, v_rows_new,
         CASE WHEN v_is_parent THEN ', logged AS (' ELSE '' END,
         v_name,
@@ -255,14 +264,23 @@ BEGIN
         PERFORM simtrail.begin_xact(v_xid);
     END IF;
     IF TG_OP = 'INSERT' THEN
+        WITH src AS (%3$s)
         INSERT INTO simtrail.changes (tenant_id, table_name, operation, row_pk, new_data, xact_id)
-        SELECT n.tenant, %2$L, 'INSERT', n.pk, n.img, v_xid FROM (%3$s) AS n;
+        SELECT n.tenant, %2$L, 'INSERT', n.pk, n.img, v_xid FROM src AS n
+        WHERE (SELECT simtrail.hold_tenants(ARRAY(
+                   SELECT DISTINCT s.tenant FROM src AS s WHERE s.tenant IS NOT NULL)));
     ELSIF TG_OP = 'DELETE' THEN
+        WITH src AS (%4$s)
         INSERT INTO simtrail.changes (tenant_id, table_name, operation, row_pk, old_data, xact_id)
-        SELECT o.tenant, %2$L, 'DELETE', o.pk, o.img, v_xid FROM (%4$s) AS o;
+        SELECT o.tenant, %2$L, 'DELETE', o.pk, o.img, v_xid FROM src AS o
+        WHERE (SELECT simtrail.hold_tenants(ARRAY(
+                   SELECT DISTINCT s.tenant FROM src AS s WHERE s.tenant IS NOT NULL)));
     ELSIF TG_OP = 'TRUNCATE' THEN
+        WITH src AS (%5$s)
         INSERT INTO simtrail.changes (tenant_id, table_name, operation, row_pk, old_data, xact_id)
-        SELECT o.tenant, %2$L, 'TRUNCATE', o.pk, o.img, v_xid FROM (%5$s) AS o;
+        SELECT o.tenant, %2$L, 'TRUNCATE', o.pk, o.img, v_xid FROM src AS o
+        WHERE (SELECT simtrail.hold_tenants(ARRAY(
+                   SELECT DISTINCT s.tenant FROM src AS s WHERE s.tenant IS NOT NULL)));
     ELSE
         -- A plan cached while statements touched one row pairs old and new
         -- rows with a nested loop, quadratic for a big UPDATE on a pooled
@@ -343,14 +361,8 @@ BEGIN
     SELECT pg_catalog.string_agg(pg_catalog.format('%L, (x.rec).%I', c, c), ', ' ORDER BY o)
       INTO v_pk
       FROM pg_catalog.unnest(p_pk) WITH ORDINALITY AS u(c, o);
-    -- Reading a row's tenant also takes that tenant's lock in shared mode, so
-    -- a rewind of the tenant (which takes it exclusively) and its writers take
-    -- turns while other tenants never wait. The key must match
-    -- simtrail.tenant_lock_key(); it is spelled out because a SECURITY DEFINER
-    -- function call per row would cost far more than the hash.
     RETURN pg_catalog.format(
-        'SELECT x.rn, CASE WHEN pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtextextended('
-        '''simtrail tenant '' || %1$s, 0)) IS NULL THEN NULL ELSE %1$s END AS tenant, '
+        'SELECT x.rn, %1$s AS tenant, '
         '%2$s IS NOT NULL AS keyed, '
         'pg_catalog.to_jsonb(x.rec) AS img, pg_catalog.jsonb_build_object(%3$s) AS pk '
         'FROM (SELECT pg_catalog.row_number() OVER () AS rn, r AS rec FROM %4$s AS r) AS x%5$s',
@@ -475,7 +487,7 @@ DECLARE
     v_hash text;
 BEGIN
     -- The installer and the daemon may both sync; one at a time.
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('simtrail.sync'));
+    PERFORM simtrail.take_lock('sync');
 
     SELECT pg_catalog.count(*) INTO v_count FROM simtrail.config_problems();
     IF v_count > 0 THEN

@@ -3,14 +3,6 @@
 -- tenant and every unconfigured table alone.
 -- Re-applied by every install (CREATE OR REPLACE), after the versioned files.
 
--- The lock that serialises a rewind of a tenant against that tenant's writers
--- (writers take it shared in the capture trigger); other tenants never wait.
-CREATE OR REPLACE FUNCTION simtrail.tenant_lock_key(p_tenant text)
-RETURNS bigint
-LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = '' AS $$
-    SELECT pg_catalog.hashtextextended('simtrail tenant ' || p_tenant, 0)
-$$;
-
 -- The tenant key in its canonical text form, checked against the tenant
 -- column's type (so ' 7' and '07' both mean integer tenant 7, and a uuid in
 -- upper case matches the log). Raises on a value the type rejects.
@@ -769,9 +761,10 @@ BEGIN
             EXCEPTION WHEN insufficient_privilege THEN
                 NULL;
             END;
-            -- Compaction must not rewrite the log while we read it.
-            PERFORM pg_catalog.pg_advisory_xact_lock_shared(simtrail.compaction_lock_key());
-            PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.tenant_lock_key(v_tenant));
+            -- Compaction must not rewrite the log while we read it; the
+            -- tenant's writers must wait for us (locks.sql).
+            PERFORM simtrail.take_lock('compaction', true);
+            PERFORM simtrail.lock_tenant(v_tenant);
             v_resolved := simtrail.rewind_plan(v_tenant, p_target, p_force);
             IF NOT p_dry_run THEN
                 INSERT INTO simtrail.rewinds (tenant_id, target) VALUES (v_tenant, p_target)
