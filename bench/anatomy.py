@@ -102,11 +102,8 @@ LOG_INSERT = r"\n    IF TG_OP = 'INSERT' THEN.*END IF;(?=\s*RETURN NULL;)"
 XACT_ROW = r"\n\s*INSERT INTO simtrail\.transactions .*?ON CONFLICT \(xact_id\) DO NOTHING;"
 ACTOR = r"pg_catalog\.jsonb_strip_nulls\(.*\)(\)\s*ON CONFLICT)"
 WINDOW = r"pg_catalog\.row_number\(\) OVER \(\)"
-# The per-row shared advisory lock on the row's tenant, wrapped around the tenant value.
-TENANT_LOCK = (
-    r"CASE WHEN pg_catalog\.pg_advisory_xact_lock_shared\(.*? IS NULL THEN NULL ELSE "
-    r"(.*?) END AS tenant"
-)
+# The per-statement tenant lock: a one-time filter before the log insert.
+TENANT_LOCK = r"\(SELECT simtrail\.hold_tenants\(ARRAY\(.*?\)\)\)"
 IMAGES = (
     r"pg_catalog\.to_jsonb\(x\.rec\) AS img, "
     r"pg_catalog\.jsonb_build_object\((?:[^()]|\([^()]*\))*\) AS pk"
@@ -208,8 +205,8 @@ VARIANTS = (
     Variant(
         "no_tenant_lock",
         "simtrail",
-        "no per-row shared advisory lock on the tenant",
-        _rewrite((TENANT_LOCK, r"\1 AS tenant")),
+        "no tenant lock (hold_tenants, once per statement)",
+        _rewrite((TENANT_LOCK, "true")),
         group="removal",
     ),
     Variant(
