@@ -11,6 +11,7 @@ FOR UPDATE in an open transaction of its own class.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -303,3 +304,31 @@ def test_the_daemon_leads_while_an_app_role_holds_every_key(
                 lambda: db.sql("SELECT count(*) AS n FROM simtrail.ticks")[0]["n"] > 0,
                 timeout=10, what="the leader ticks",
             )
+
+
+def test_a_frozen_leader_loses_the_lease_when_it_expires(
+    installed_db: Database, tmp_path: Path
+) -> None:
+    """Patroni's rule: a leader whose session lives on but who stops renewing
+    (here: SIGSTOP) is replaced once its lease expires, and steps down when
+    it wakes, because its renewal finds the lease taken."""
+    db = installed_db
+    fast = ("--tick-interval", "200ms", "--poll-interval", "200ms",
+            "--lease-ttl", "2s", "--lease-retry", "500ms")
+    with running(db.dsn, tmp_path, *fast, name="first") as first:
+        eventually(lambda: first.role() == "leader", timeout=10, what="first leads")
+        with running(db.dsn, tmp_path, *fast, name="second") as second:
+            eventually(lambda: second.role() == "standby", timeout=10, what="second stands by")
+            first.signal(signal.SIGSTOP)
+            frozen = time.monotonic()
+            try:
+                eventually(lambda: second.role() == "leader", timeout=10, what="takeover")
+                # Not before the lease ran out: the frozen leader's session was alive.
+                assert time.monotonic() - frozen > 1.0
+            finally:
+                first.signal(signal.SIGCONT)
+            eventually(lambda: first.role() == "standby", timeout=10, what="first steps down")
+            assert first.events("lost leadership; standing by")
+            assert second.role() == "leader"
+            holder = db.sql("SELECT holder FROM simtrail.daemon_lease")[0]["holder"]
+            assert holder.split(" pid ")[1].split()[0] == str(second.pid)

@@ -11,14 +11,16 @@
 --                           retention: FOR UPDATE.
 --   locks 'sync'/'install'  FOR UPDATE by whoever changes triggers.
 
--- The cold path of the capture trigger's tenant lock: some tenant written
--- for has no row yet. Concurrent first writers of one tenant do not fail: a
--- second inserter waits for the first to commit and then finds the row.
+-- The cold path of the capture trigger's tenant lock (capture.sql,
+-- render_tenant_hold): some tenant written for has no row yet. Creates the
+-- missing rows and locks all of p_tenants; true, for use in a filter.
+-- Concurrent first writers of one tenant do not fail: a second inserter
+-- waits for the first to commit and then finds the row.
 -- Under REPEATABLE READ a row created after the transaction's snapshot
 -- cannot be locked; the writer then gets a serialization failure, which such
 -- transactions must retry anyway, rather than write without the lock.
 CREATE OR REPLACE FUNCTION simtrail.add_tenant_locks(p_tenants text[])
-RETURNS void
+RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
     v_held integer;
@@ -34,6 +36,7 @@ BEGIN
         RAISE EXCEPTION 'simtrail: a tenant lock row was created after this transaction''s snapshot; retry the transaction'
             USING ERRCODE = 'serialization_failure';
     END IF;
+    RETURN true;
 END
 $$;
 
@@ -73,21 +76,3 @@ BEGIN
 END
 $$;
 
--- What the capture trigger calls once per statement, before it logs: hold
--- the row of every tenant in p_tenants (distinct, no NULLs) FOR KEY SHARE
--- until commit, so a rewind of one of them (FOR UPDATE) and its writers take
--- turns while writers never wait for each other. Locking a row this
--- transaction already holds is cheap. Always true, for use in a filter.
-CREATE OR REPLACE FUNCTION simtrail.hold_tenants(p_tenants text[])
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
-BEGIN
-    IF pg_catalog.cardinality(p_tenants) > (
-           SELECT pg_catalog.count(*) FROM (
-               SELECT FROM simtrail.tenant_locks AS k WHERE k.tenant_id = ANY (p_tenants)
-               FOR KEY SHARE OF k) AS held) THEN
-        PERFORM simtrail.add_tenant_locks(p_tenants);
-    END IF;
-    RETURN true;
-END
-$$;
