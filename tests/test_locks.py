@@ -95,17 +95,17 @@ def attack(db: Database, role: str, victim: str, own: str | None) -> Iterator[li
     keys = observed_keys(db, role, victim)
     with ExitStack() as stack:
         locker = stack.enter_context(app_session(db, role, own, autocommit=True))
-        held = []
-        for key in OLD_KEYS:
+        held: list[int] = []
+        for expression in OLD_KEYS:
             row = locker.execute(
-                f"SELECT {key} AS key, pg_try_advisory_lock({key}) AS got".encode(),
+                f"SELECT {expression} AS key, pg_try_advisory_lock({expression}) AS got".encode(),
                 {"victim": victim},
             ).fetchone()
-            assert row is not None and row["got"], key  # advisory locks are open to all
+            assert row is not None and row["got"], expression  # advisory locks are open to all
             held.append(int(row["key"]))
-        for key in keys:
-            locker.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-            held.append(key)
+        for seen in keys:
+            locker.execute("SELECT pg_try_advisory_lock(%s)", (seen,))
+            held.append(seen)
 
         # An open transaction holding what the role can reach: simtrail's
         # tables (refused), and its own class's rows (allowed, and its own).
@@ -271,7 +271,7 @@ def test_first_writers_of_a_new_class_do_not_fail(installed_db: Database) -> Non
         def write() -> None:
             try:
                 second.execute(insert, (tenant, "WB-new-2"))
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         thread = threading.Thread(target=write)

@@ -21,7 +21,13 @@ from simtrail.sqlfile import query, read
 PACKAGE = "simtrail.triggers"
 _VERSION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Re-applied on every install, in this order, after the versioned files.
-FUNCTION_FILES = ("sql/locks.sql", "sql/config.sql", "sql/capture.sql", "sql/daemon.sql", "sql/rewind.sql")
+FUNCTION_FILES = (
+    "sql/locks.sql",
+    "sql/config.sql",
+    "sql/capture.sql",
+    "sql/daemon.sql",
+    "sql/rewind.sql",
+)
 # The seed's columns; an adopted table must have at least these.
 CONFIG_COLUMNS = {
     "table_name": "text",
