@@ -102,8 +102,12 @@ LOG_INSERT = r"\n    IF TG_OP = 'INSERT' THEN.*END IF;(?=\s*RETURN NULL;)"
 XACT_ROW = r"\n\s*INSERT INTO simtrail\.transactions .*?ON CONFLICT \(xact_id\) DO NOTHING;"
 ACTOR = r"pg_catalog\.jsonb_strip_nulls\(.*\)(\)\s*ON CONFLICT)"
 WINDOW = r"pg_catalog\.row_number\(\) OVER \(\)"
-# The per-statement tenant lock: a one-time filter before the log insert.
-TENANT_LOCK = r"\(SELECT simtrail\.hold_tenants\(ARRAY\(.*?\)\)\)"
+# The tenant lock: a one-time filter on each INSERT into the log (capture.sql,
+# render_tenant_hold).
+TENANT_LOCK = (
+    r"\(\(SELECT pg_catalog\.count\(\*\) FROM \(SELECT DISTINCT t\.tenant .*?"
+    r"simtrail\.add_tenant_locks\(ARRAY\(.*?IS NOT NULL\)\)\)\)"
+)
 IMAGES = (
     r"pg_catalog\.to_jsonb\(x\.rec\) AS img, "
     r"pg_catalog\.jsonb_build_object\((?:[^()]|\([^()]*\))*\) AS pk"
@@ -205,7 +209,7 @@ VARIANTS = (
     Variant(
         "no_tenant_lock",
         "simtrail",
-        "no tenant lock (hold_tenants, once per statement)",
+        "no tenant lock (row lock FOR KEY SHARE, once per statement)",
         _rewrite((TENANT_LOCK, "true")),
         group="removal",
     ),

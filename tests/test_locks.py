@@ -332,3 +332,29 @@ def test_a_frozen_leader_loses_the_lease_when_it_expires(
             assert second.role() == "leader"
             holder = db.sql("SELECT holder FROM simtrail.daemon_lease")[0]["holder"]
             assert holder.split(" pid ")[1].split()[0] == str(second.pid)
+
+
+def test_a_repeatable_read_writer_never_writes_without_the_lock(installed_db: Database) -> None:
+    """Under REPEATABLE READ a lock row made after the snapshot cannot be
+    locked: the write fails with a serialization failure (which such a
+    transaction must retry anyway) instead of going ahead unlocked."""
+    db = installed_db
+    tenant = db.sql("INSERT INTO public.tenants (name) VALUES ('rr') RETURNING id::text")[0]["id"]
+    insert = (
+        "INSERT INTO public.patients (tenant_id, patient_id, first_name, last_name,"
+        " date_of_birth) VALUES (%s, %s, 'A', 'B', '2000-01-01')"
+    )
+    with psycopg.connect(db.dsn) as late:
+        late.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        late.execute("SELECT 1")  # the snapshot is taken here
+        db.sql(insert, (tenant, "WB-rr-1"))  # the tenant's first write makes its lock row
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            late.execute(insert, (tenant, "WB-rr-2"))
+        late.rollback()
+        late.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        late.execute(insert, (tenant, "WB-rr-2"))
+        late.commit()
+    logged = db.sql(
+        "SELECT count(*) AS n FROM simtrail.changes WHERE tenant_id = %s", (tenant,)
+    )
+    assert logged[0]["n"] == 2
