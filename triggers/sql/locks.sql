@@ -9,7 +9,8 @@
 --                           FOR UPDATE. Other tenants' rows are never touched.
 --   locks 'compaction'      rewinds: FOR SHARE; a compaction batch and
 --                           retention: FOR UPDATE.
---   locks 'sync'/'install'  FOR UPDATE by whoever changes triggers.
+--   locks 'sync'/'install'  FOR UPDATE by whoever changes triggers;
+--   locks 'rebase'          FOR UPDATE while a restored cluster is rebased.
 
 -- The cold path of the capture trigger's tenant lock (capture.sql,
 -- render_tenant_hold): some tenant written for has no row yet. Creates the

@@ -17,11 +17,12 @@ UNION SELECT m.tenant_id FROM simtrail.marks AS m;
 
 -- Locks that are not per tenant, one row each: rewinds hold 'compaction'
 -- shared and a compaction batch or retention holds it exclusively; 'sync'
--- and 'install' let one installer or daemon at a time change triggers.
+-- and 'install' let one installer or daemon at a time change triggers;
+-- 'rebase' lets one session at a time start a new generation after a restore.
 CREATE TABLE simtrail.locks (
-    name text PRIMARY KEY CHECK (name IN ('compaction', 'sync', 'install'))
+    name text PRIMARY KEY CHECK (name IN ('compaction', 'sync', 'install', 'rebase'))
 );
-INSERT INTO simtrail.locks (name) VALUES ('compaction'), ('sync'), ('install');
+INSERT INTO simtrail.locks (name) VALUES ('compaction'), ('sync'), ('install'), ('rebase');
 
 -- The daemon leader's lease. The leader renews expires_at every loop in a
 -- short transaction of its own; a standby takes the lease over once it has
