@@ -39,6 +39,7 @@ OLD_KEYS = [
     "hashtextextended('simtrail.sync', 0)",
     "hashtext('simtrail.install')",
     "hashtextextended('simtrail daemon leader', 0)",
+    "hashtext('simtrail.rebase')",
 ]
 # What a victim's statement may take, at most, while the attack is on.
 BOUND_S = 3.0
