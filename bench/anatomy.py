@@ -102,10 +102,11 @@ LOG_INSERT = r"\n    IF TG_OP = 'INSERT' THEN.*END IF;(?=\s*RETURN NULL;)"
 XACT_ROW = r"\n\s*INSERT INTO simtrail\.transactions .*?ON CONFLICT \(xact_id\) DO NOTHING;"
 ACTOR = r"pg_catalog\.jsonb_strip_nulls\(.*\)(\)\s*ON CONFLICT)"
 WINDOW = r"pg_catalog\.row_number\(\) OVER \(\)"
-# The per-row shared advisory lock on the row's tenant, wrapped around the tenant value.
+# The tenant lock: a one-time filter on each INSERT into the log (capture.sql,
+# render_tenant_hold).
 TENANT_LOCK = (
-    r"CASE WHEN pg_catalog\.pg_advisory_xact_lock_shared\(.*? IS NULL THEN NULL ELSE "
-    r"(.*?) END AS tenant"
+    r"\(\(SELECT pg_catalog\.count\(\*\) FROM \(SELECT DISTINCT t\.tenant .*?"
+    r"simtrail\.add_tenant_locks\(ARRAY\(.*?IS NOT NULL\)\)\)\)"
 )
 IMAGES = (
     r"pg_catalog\.to_jsonb\(x\.rec\) AS img, "
@@ -208,8 +209,8 @@ VARIANTS = (
     Variant(
         "no_tenant_lock",
         "simtrail",
-        "no per-row shared advisory lock on the tenant",
-        _rewrite((TENANT_LOCK, r"\1 AS tenant")),
+        "no tenant lock (row lock FOR KEY SHARE, once per statement)",
+        _rewrite((TENANT_LOCK, "true")),
         group="removal",
     ),
     Variant(

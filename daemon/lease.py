@@ -1,18 +1,26 @@
-"""Leadership: a PostgreSQL advisory lock held on a connection of its own.
+"""Leadership: an expiring lease in simtrail.daemon_lease (Patroni-style).
 
-The lock lives as long as that connection. A leader killed outright (kill -9)
-closes its socket, the server ends the session and the lock is free for the
-next standby that asks. A leader cut off from the server notices when its
-check fails within lease_retry; TCP keepalives bound how long the server keeps
-a silent session (and so the lock) to about lease_ttl.
+The leader renews the lease's expiry every loop, each time in a short
+transaction of its own; nothing stays open between renewals, so the lease
+holds back no vacuum and no app role can take or hold it (the table is in
+schema simtrail). A standby takes over once the lease has expired, or at once
+when the session that last renewed it is gone: a leader killed outright
+(kill -9) closes its socket and the server ends that session. A leader that
+cannot renew within lease_retry stops working as leader; settings.check
+makes sure that happens before the lease would expire.
 """
 
 from __future__ import annotations
+
+import os
+import secrets
+import socket
 
 import psycopg
 
 from simtrail.daemon.queries import q
 from simtrail.db import Conn, connect
+from simtrail.errors import NotInstalledError
 from simtrail.logs import get
 
 log = get("simtrail.daemon")
@@ -24,6 +32,8 @@ class Lease:
         self._ttl = ttl
         self._retry = retry
         self._conn: Conn | None = None
+        # Unique per process, even for containers sharing a hostname and pid 1.
+        self.holder = f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(4)}"
         self.held = False
 
     def _connection(self) -> Conn:
@@ -42,22 +52,39 @@ class Lease:
         return self._conn
 
     def acquire(self) -> bool:
-        """Try once to become (or stay) leader; never waits for the lock."""
+        """Renew the lease, or take it if it is free; never waits for it."""
         try:
-            if self.held:
-                # The lock is ours as long as the session that took it lives.
-                self._connection().execute(q("lease_alive"))
-                return True
-            row = self._connection().execute(q("try_lease")).fetchone()
-            self.held = bool(row and row["held"])
+            row = self._connection().execute(
+                q("try_lease"), {"holder": self.holder, "ttl": self._ttl}
+            ).fetchone()
+            held = bool(row and row["held"])
+        except psycopg.errors.UndefinedTable:
+            self.drop()
+            raise NotInstalledError(
+                "simtrail (schema version 5 or later) is not installed in this database;"
+                " run `simtrail install`"
+            ) from None
         except (psycopg.Error, OSError) as exc:
             if self.held:
                 log.warning("lease lost", error=str(exc).strip().splitlines()[0])
             self.drop()
-        return self.held
+            return False
+        if self.held and not held:
+            log.warning("lease lost", error="another daemon holds it")
+        self.held = held
+        return held
+
+    def release(self) -> None:
+        """Give the lease up on the way out, so a standby need not wait for it to expire."""
+        if self.held and self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.execute(q("release_lease"), {"holder": self.holder})
+            except (psycopg.Error, OSError) as exc:
+                log.warning("could not release the lease", error=str(exc).strip().splitlines()[0])
+        self.drop()
 
     def drop(self) -> None:
-        """Give the lease up by closing its session."""
+        """Stop counting as leader and close the lease's session."""
         self.held = False
         if self._conn is not None:
             try:

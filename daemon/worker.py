@@ -84,7 +84,7 @@ class Worker:
             if conn is not None:
                 conn.close()
         self._work = self._listen = None
-        self.lease.drop()
+        self.lease.release()
 
     # -- the loop --------------------------------------------------------
     def run(self, *, once: bool = False) -> int:
@@ -132,7 +132,12 @@ class Worker:
     def _cycle(self) -> tuple[CycleReport, bool]:
         started = time.monotonic()
         was_leader = self.lease.held
-        role = "leader" if self.lease.acquire() else "standby"
+        try:
+            role = "leader" if self.lease.acquire() else "standby"
+        except SimtrailError as exc:
+            log.error("cycle failed", role="standby", error=first_line(str(exc)))
+            self.status.cycle_done("standby", time.monotonic() - started, failed=True)
+            return CycleReport(role="standby"), True
         if role == "leader" and not was_leader:
             log.info("became leader")
             self._heal_now = True

@@ -37,8 +37,7 @@ def test_sigterm_finishes_and_exits_zero_within_ten_seconds(
         assert stopped and stopped[-1]["signal"] == "SIGTERM"
         # It let go of the lease on the way out: a new leader can start at once.
         held = seeded_db.sql(
-            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            "SELECT count(*) AS n FROM simtrail.daemon_lease WHERE expires_at > clock_timestamp()"
         )
         assert held[0]["n"] == 0
 
@@ -238,15 +237,15 @@ def test_healthz_and_metrics_over_http(seeded_db: Database, tmp_path: Path) -> N
         assert daemon.get("/nope")[0] == 404
 
         # A cycle that cannot finish (compaction waits on a lock) goes stale.
-        with psycopg.connect(db.dsn, autocommit=True) as blocker:
-            blocker.execute("SELECT pg_advisory_lock(simtrail.compaction_lock_key())")
+        with psycopg.connect(db.dsn) as blocker:
+            blocker.execute("SELECT simtrail.take_lock('compaction')")
             code, body = eventually(
                 lambda: (lambda h: h if h[0] == 503 else None)(daemon.health()),
                 timeout=10,
                 what="503 when stale",
             )
             assert body["status"] == "stale" and body["last_cycle_age_seconds"] > 2
-            blocker.execute("SELECT pg_advisory_unlock(simtrail.compaction_lock_key())")
+            blocker.rollback()
         eventually(lambda: daemon.health()[0] == 200, timeout=10, what="healthy again")
 
 

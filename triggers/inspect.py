@@ -102,7 +102,9 @@ def daemon_status(conn: Conn, version: int) -> dict[str, Any] | None:
     row = conn.execute(q("daemon_status")).fetchone()
     if not row:
         return None
-    return {"leader": row["leader"], "last_tick": row["last_tick"], **row["stats"]}
+    lease = conn.execute(q("daemon_leader")).fetchone() if row["has_lease"] else None
+    leader = lease["holder"] if lease else None
+    return {"leader": leader, "last_tick": row["last_tick"], **row["stats"]}
 
 
 def describe_path(path: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ PACKAGE = "simtrail.triggers"
 _VERSION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Re-applied on every install, in this order, after the versioned files.
 FUNCTION_FILES = (
+    "sql/locks.sql",
     "sql/config.sql",
     "sql/discover.sql",
     "sql/capture.sql",

@@ -1,7 +1,25 @@
 -- Queries the daemon runs, by name (see simtrail.sqlfile).
 
 -- name: try_lease
-SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended('simtrail daemon leader', 0)) AS held
+-- Renew the lease for ttl seconds by the server's clock when it is ours; take
+-- it when it has expired or the session that last renewed it is gone. Two
+-- standbys racing for it queue on the row, and the second then sees it taken.
+UPDATE simtrail.daemon_lease AS l
+SET holder = %(holder)s,
+    holder_pid = pg_catalog.pg_backend_pid(),
+    acquired_at = CASE WHEN l.holder = %(holder)s THEN l.acquired_at
+                       ELSE pg_catalog.clock_timestamp() END,
+    renewed_at = pg_catalog.clock_timestamp(),
+    expires_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => %(ttl)s)
+WHERE l.holder = %(holder)s
+   OR l.expires_at <= pg_catalog.clock_timestamp()
+   OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity AS a WHERE a.pid = l.holder_pid)
+RETURNING true AS held
+
+-- name: release_lease
+UPDATE simtrail.daemon_lease AS l
+SET expires_at = pg_catalog.clock_timestamp(), holder_pid = NULL
+WHERE l.holder = %(holder)s
 
 -- name: lease_alive
 SELECT 1 AS alive

@@ -5,15 +5,6 @@
 -- would search the caller's pg_temp first for types and relations, so a temp
 -- domain named `text` or `jsonb` could run the caller's code as our owner.
 
--- Compaction and retention rewrite a tenant's log; a rewind must not read it
--- half-rewritten. Rewinds take this key shared, a compaction batch takes it
--- exclusively (so there is also only ever one compactor).
-CREATE OR REPLACE FUNCTION simtrail.compaction_lock_key()
-RETURNS bigint
-LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_catalog.hashtextextended('simtrail compaction', 0)
-$$;
-
 -- The smallest change id a rewind to this snapshot must look at: changes of
 -- transactions still running when it was taken may sit below the newest id.
 CREATE OR REPLACE FUNCTION simtrail.scan_from(p_snapshot pg_snapshot)
@@ -158,7 +149,10 @@ BEGIN
         RAISE EXCEPTION 'a compaction batch must hold at least one change'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.compaction_lock_key());
+    -- Compaction and retention rewrite a tenant's log; a rewind must not read
+    -- it half-rewritten. Rewinds hold this lock shared; taking it exclusively
+    -- also means there is only ever one compactor.
+    PERFORM simtrail.take_lock('compaction');
     SELECT s.compacted_below INTO v_lo FROM simtrail.daemon_state AS s FOR UPDATE;
     SELECT t.id, t.at, simtrail.cut_scan_from(t.scan_from, t.snapshot, t.generation) AS scan_from
       INTO v_frontier FROM simtrail.ticks AS t
@@ -332,7 +326,7 @@ BEGIN
     IF p_days IS NULL OR p_days <= 0 THEN
         RETURN pg_catalog.jsonb_build_object('horizon', NULL, 'dropped_partitions', v_dropped);
     END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.compaction_lock_key());
+    PERFORM simtrail.take_lock('compaction');
     v_horizon := pg_catalog.now() - pg_catalog.make_interval(days => p_days);
 
     FOR r IN

@@ -33,7 +33,18 @@ WHERE r.rolname IN ('anon', 'authenticated')
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA simtrail FROM PUBLIC
 
 -- name: install_lock
-SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('simtrail.install'))
+-- One install, upgrade or uninstall at a time, through a row lock no app role
+-- can take. Before schema version 5 there is no such row; two concurrent
+-- first installs then collide on creating schema simtrail and one fails,
+-- changing nothing.
+DO $$
+BEGIN
+    IF pg_catalog.to_regprocedure('simtrail.take_lock(text,boolean)') IS NOT NULL
+       AND pg_catalog.to_regclass('simtrail.locks') IS NOT NULL THEN
+        PERFORM simtrail.take_lock('install');
+    END IF;
+END
+$$
 
 -- name: sync
 SELECT action, table_name, detail FROM simtrail.sync_all(%(apply)s)
@@ -176,19 +187,15 @@ WHERE d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
 ORDER BY 1
 
 -- name: daemon_status
--- The leader's lease is an advisory lock on a 64-bit key: classid holds its
--- high half and objid its low half.
 SELECT simtrail.daemon_stats(interval '24 hours') AS stats,
        (SELECT pg_catalog.max(t.at) FROM simtrail.ticks AS t) AS last_tick,
-       (SELECT a.application_name || ' pid ' || l.pid
-        FROM pg_catalog.pg_locks AS l
-        JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
-        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database AS d
-                            WHERE d.datname = pg_catalog.current_database())
-          AND ((l.classid::bigint << 32) | l.objid::bigint)
-              = pg_catalog.hashtextextended('simtrail daemon leader', 0)
-        LIMIT 1) AS leader
+       pg_catalog.to_regclass('simtrail.daemon_lease') IS NOT NULL AS has_lease
+
+-- name: daemon_leader
+-- Whoever holds an unexpired lease whose session is still there (daemon/lease.py).
+SELECT l.holder FROM simtrail.daemon_lease AS l
+WHERE l.expires_at > pg_catalog.clock_timestamp()
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity AS a WHERE a.pid = l.holder_pid)
 
 -- name: config_retire
 SELECT simtrail.retire_table(%(table_name)s) AS retired

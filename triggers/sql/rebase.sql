@@ -168,7 +168,7 @@ BEGIN
     IF NOT simtrail.cluster_changed() THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('simtrail.rebase'));
+    PERFORM simtrail.take_lock('rebase');
     -- Someone else may have rebased while we waited.
     IF NOT simtrail.cluster_changed() THEN
         RETURN NULL;

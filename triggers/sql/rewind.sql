@@ -6,14 +6,6 @@
 -- would search the caller's pg_temp first for types and relations, so a temp
 -- domain named `text` or `jsonb` could run the caller's code as our owner.
 
--- The lock that serialises a rewind of a tenant against that tenant's writers
--- (writers take it shared in the capture trigger); other tenants never wait.
-CREATE OR REPLACE FUNCTION simtrail.tenant_lock_key(p_tenant text)
-RETURNS bigint
-LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_catalog.hashtextextended('simtrail tenant ' || p_tenant, 0)
-$$;
-
 -- The tenant key in its canonical text form, checked against the tenant
 -- column's type (so ' 7' and '07' both mean integer tenant 7, and a uuid in
 -- upper case matches the log). Raises on a value the type rejects.
@@ -837,9 +829,10 @@ BEGIN
             EXCEPTION WHEN insufficient_privilege THEN
                 NULL;
             END;
-            -- Compaction must not rewrite the log while we read it.
-            PERFORM pg_catalog.pg_advisory_xact_lock_shared(simtrail.compaction_lock_key());
-            PERFORM pg_catalog.pg_advisory_xact_lock(simtrail.tenant_lock_key(v_tenant));
+            -- Compaction must not rewrite the log while we read it; the
+            -- tenant's writers must wait for us (locks.sql).
+            PERFORM simtrail.take_lock('compaction', true);
+            PERFORM simtrail.lock_tenant(v_tenant);
             v_resolved := simtrail.rewind_plan(v_tenant, p_target, p_force, p_nearest);
             IF NOT p_dry_run THEN
                 INSERT INTO simtrail.rewinds (tenant_id, target) VALUES (v_tenant, p_target)
