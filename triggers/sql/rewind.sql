@@ -365,6 +365,8 @@ DECLARE
     v_predicate text;
 BEGIN
     v_resolved := simtrail.resolve_target(p_tenant, p_target);
+    v_resolved := v_resolved || simtrail.check_capture_gaps(
+        coalesce(v_resolved ->> 'cut_at', v_resolved ->> 'at')::timestamptz, p_force);
 
     v_predicate := v_resolved ->> 'predicate';
     v_resolved := v_resolved - 'predicate';
@@ -486,7 +488,7 @@ BEGIN
                             WHERE k.last_img ? e.key)
                         ELSE k.last_img END AS last_img
                 FROM pg_temp.simtrail_keys AS k
-                LEFT JOIN (SELECT k2.key, pg_catalog.to_jsonb(r) AS img, %4$s AS tenant
+                LEFT JOIN (SELECT k2.key, pg_catalog.to_jsonb(r.*) AS img, %4$s AS tenant
                            FROM pg_temp.simtrail_keys AS k2
                            JOIN %1$s AS r ON %2$s%5$s
                            WHERE k2.table_name = %3$L
@@ -849,7 +851,7 @@ BEGIN
         table_name := r.table_name;
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.count(*), pg_catalog.md5(coalesce(pg_catalog.string_agg('
-            'pg_catalog.to_jsonb(r)::text, E''\n'' ORDER BY pg_catalog.to_jsonb(r)::text), ''''))'
+            'pg_catalog.to_jsonb(r.*)::text, E''\n'' ORDER BY pg_catalog.to_jsonb(r.*)::text), ''''))'
             ' FROM %s AS r%s WHERE %s = $1',
             r.relid::regclass, v_lookup ->> 'joins', v_lookup ->> 'tenant')
         INTO row_count, checksum USING v_tenant;
