@@ -118,7 +118,7 @@ def test_every_function_is_security_definer_with_empty_search_path(
         # values, compaction raises work_mem; nothing may loosen the path.
         assert 'search_path=""' in fn["proconfig"], fn["name"]
         generated = fn["name"].startswith("simtrail.capture_") and fn["name"].endswith("()")
-        allowed = {'search_path=""', "jit=off", "work_mem=64MB"}
+        allowed = {'search_path=""', "jit=off", "work_mem=64MB", "extra_float_digits=1"}
         assert set(fn["proconfig"]) <= allowed | (CAPTURE_PINS if generated else set()), fn["name"]
         if generated:
             assert CAPTURE_PINS <= set(fn["proconfig"]), fn["name"]

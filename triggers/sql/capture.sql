@@ -651,6 +651,7 @@ DECLARE
     v_count integer;
     r record;
     v_state record;
+    v_own record;
     v_hash text;
 BEGIN
     -- The installer and the daemon may both sync; one at a time.
@@ -673,9 +674,21 @@ BEGIN
         SELECT s.trigger_hash INTO v_hash FROM simtrail.render_capture(r.relid) AS s;
         SELECT * INTO v_state FROM simtrail.trigger_state(r.relid);
         table_name := r.relid::text;
-        IF v_state.present = 0 THEN
+        -- The table's own triggers; a partition's missing ones show in v_state only.
+        SELECT pg_catalog.count(*) FILTER (WHERE t.tgenabled = 'A') AS enabled,
+               pg_catalog.count(*) AS present
+          INTO v_own
+          FROM pg_catalog.pg_trigger AS t
+         WHERE t.tgrelid = r.relid
+           AND t.tgname IN ('simtrail_capture_insert', 'simtrail_capture_update',
+                            'simtrail_capture_delete', 'simtrail_capture_truncate');
+        IF v_own.present = 0 THEN
             action := 'attach';
             detail := 'no capture trigger yet';
+        ELSIF v_own.present = 4 AND v_own.enabled = 4 AND v_state.present < 4 THEN
+            action := 'refresh';
+            detail := pg_catalog.format('partition(s) %s not captured yet',
+                (SELECT pg_catalog.string_agg(u, ', ') FROM simtrail.uncaptured_partitions(r.relid) AS u));
         ELSIF v_state.present < 4 OR v_state.always_enabled < 4
               OR v_state.hashes IS DISTINCT FROM ARRAY['simtrail ' || v_hash]
               OR NOT EXISTS (SELECT 1 FROM simtrail.captured_tables AS t
@@ -688,7 +701,7 @@ BEGIN
         IF p_apply THEN
             -- Triggers found missing or disabled (not merely outdated) may
             -- have missed writes since the table was last attached.
-            IF action = 'refresh' AND (v_state.present < 4 OR v_state.always_enabled < 4) THEN
+            IF action = 'refresh' AND (v_own.present < 4 OR v_own.enabled < 4) THEN
                 INSERT INTO simtrail.capture_gaps (table_name, opened_at, reason)
                 SELECT t.table_name, t.attached_at,
                        'capture triggers were found missing or disabled; the window starts at the last attach'
@@ -709,7 +722,7 @@ BEGIN
         UNION
         SELECT DISTINCT g.tgrelid, g.tgrelid::regclass::text FROM pg_catalog.pg_trigger AS g
         WHERE g.tgname LIKE 'simtrail\_capture\_%' AND NOT g.tgisinternal
-          AND g.tgrelid NOT IN (SELECT c.relid FROM simtrail.config_rows() AS c
+          AND g.tgrelid NOT IN (SELECT simtrail.capture_relations(c.relid) FROM simtrail.config_rows() AS c
                                 WHERE c.enabled AND c.relid IS NOT NULL)
         ORDER BY 2
     LOOP
@@ -757,7 +770,9 @@ BEGIN
         SELECT * INTO v_state FROM simtrail.trigger_state(r.relid);
         severity := 'error'; table_name := r.relid::text;
         SELECT pg_catalog.string_agg(u, ', ') INTO v_parts FROM simtrail.uncaptured_partitions(r.relid) AS u;
-        IF v_parts IS NOT NULL AND v_state.present > 0 THEN
+        IF v_parts IS NOT NULL AND EXISTS (
+               SELECT 1 FROM pg_catalog.pg_trigger AS t
+               WHERE t.tgrelid = r.relid AND t.tgname LIKE 'simtrail\_capture\_%') THEN
             kind := 'missing_trigger';
             detail := pg_catalog.format('partition(s) %s not captured: writes made straight into them are lost; run simtrail install', v_parts);
         ELSIF v_state.present = 0 THEN
@@ -779,7 +794,7 @@ BEGIN
     FOR r IN
         SELECT DISTINCT g.tgrelid::regclass::text AS name FROM pg_catalog.pg_trigger AS g
         WHERE g.tgname LIKE 'simtrail\_capture\_%' AND NOT g.tgisinternal
-          AND g.tgrelid NOT IN (SELECT c.relid FROM simtrail.config_rows() AS c
+          AND g.tgrelid NOT IN (SELECT simtrail.capture_relations(c.relid) FROM simtrail.config_rows() AS c
                                 WHERE c.enabled AND c.relid IS NOT NULL)
     LOOP
         severity := 'error'; kind := 'stray_trigger'; table_name := r.name;

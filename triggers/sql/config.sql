@@ -284,6 +284,7 @@ BEGIN
         WHERE k.contype = 'f' AND pg_catalog.cardinality(k.conkey) = 1
           AND k.confrelid IN (SELECT d.relid FROM pg_temp.simtrail_discovered AS d)
           AND k.conrelid NOT IN (SELECT d.relid FROM pg_temp.simtrail_discovered AS d)
+          AND NOT c.relispartition  -- captured with its partitioned table
           AND n.nspname NOT IN ('simtrail', 'information_schema') AND n.nspname !~ '^pg_'
         ORDER BY k.conrelid, k.conname;
         GET DIAGNOSTICS v_added = ROW_COUNT;

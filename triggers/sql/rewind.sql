@@ -743,7 +743,8 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.rewind(
     p_tenant text, p_target text, p_dry_run boolean DEFAULT true, p_force boolean DEFAULT false)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+-- extra_float_digits: below 1 a float passes through text (images) rounded.
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET extra_float_digits = 1 AS $$
 DECLARE
     v_started timestamptz := pg_catalog.clock_timestamp();
     v_tenant text := simtrail.known_tenant(p_tenant);
@@ -839,7 +840,7 @@ $$;
 -- rewind. Reads every captured table; meant for checks, not hot paths.
 CREATE OR REPLACE FUNCTION simtrail.tenant_state(p_tenant text)
 RETURNS TABLE (table_name text, row_count bigint, checksum text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' SET extra_float_digits = 1 AS $$
 DECLARE
     v_tenant text := simtrail.normalize_tenant(p_tenant);
     r record;
