@@ -339,3 +339,36 @@ def _fields(raw: str) -> list[Any]:
     if len(raw.encode()) > 16384 or not isinstance(parsed, dict):
         return [raw]
     return [parsed.get(k) for k in ("sub", "role", "email") if parsed.get(k) is not None]
+
+
+def test_row_security_off_refuses_the_write_itself_and_logs_nothing(seeded_db: Database) -> None:
+    """row_security = off cannot make capture read parents differently: PostgreSQL
+    refuses the application's own statement, which RLS applies to."""
+    db = seeded_db
+    tenant = rewindkit.tenants(db)[0]
+    patient = db.sql(
+        "SELECT id::text FROM public.patients WHERE tenant_id = %s LIMIT 1", (tenant,)
+    )[0]["id"]
+    before = db.sql("SELECT count(*) AS n FROM simtrail.changes")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        as_authenticated(
+            db,
+            tenant,
+            ["SET LOCAL row_security = off"],
+            "INSERT INTO public.handover_notes (patient_id, shift, sbar)"
+            " VALUES (%s, 'night', '{}') RETURNING id",
+            (patient,),
+        )
+    assert db.sql("SELECT count(*) AS n FROM simtrail.changes") == before
+    # With it on, the tenant comes through the patient, as the owner sees it.
+    rows, xid = as_authenticated(
+        db,
+        tenant,
+        [],
+        "INSERT INTO public.handover_notes (patient_id, shift, sbar)"
+        " VALUES (%s, 'night', '{}') RETURNING id",
+        (patient,),
+    )
+    assert db.sql("SELECT tenant_id FROM simtrail.changes WHERE xact_id = %s::xid8", (xid,)) == [
+        {"tenant_id": tenant}
+    ]

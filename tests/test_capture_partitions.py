@@ -44,9 +44,7 @@ def parts_db(seeded_db: Database) -> Iterator[Database]:
 
 
 def logged_ops(db: Database, since: int) -> Counter[tuple[str, str]]:
-    rows = db.sql(
-        "SELECT table_name, operation FROM simtrail.changes WHERE id > %s", (since,)
-    )
+    rows = db.sql("SELECT table_name, operation FROM simtrail.changes WHERE id > %s", (since,))
     return Counter((r["table_name"], r["operation"]) for r in rows)
 
 
@@ -83,9 +81,10 @@ def test_writes_into_partitions_are_captured_once_under_the_table(parts_db: Data
         ("parts.observations", "UPDATE"): 4,
         ("parts.observations", "DELETE"): 1,
     }
-    assert {r["tenant_id"] for r in db.sql(
-        "SELECT DISTINCT tenant_id FROM simtrail.changes WHERE id > %s", (since,)
-    )} == {tenant}
+    assert {
+        r["tenant_id"]
+        for r in db.sql("SELECT DISTINCT tenant_id FROM simtrail.changes WHERE id > %s", (since,))
+    } == {tenant}
 
     # TRUNCATE fires on every table it empties: each logs only its own rows.
     since = last_id(db)
@@ -157,9 +156,7 @@ def test_a_new_partition_is_reported_then_captured_by_sync(parts_db: Database) -
 
     # What the daemon and install run.
     actions = db.sql("SELECT * FROM simtrail.sync(true)")
-    assert [(a["action"], a["table_name"]) for a in actions] == [
-        ("refresh", "parts.observations")
-    ]
+    assert [(a["action"], a["table_name"]) for a in actions] == [("refresh", "parts.observations")]
     since = last_id(db)
     db.sql(
         "INSERT INTO parts.observations_high_b (id, tenant_id, patient_id, value)"

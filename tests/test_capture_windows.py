@@ -114,13 +114,14 @@ def test_writes_while_detached_are_recorded_reported_and_block_rewinds(
     assert "public.patient_vitals" in cli.stderr
 
     forced = rewindkit.rewind(db, tenant, "mark:before", force=True)
-    assert [g["table"] for g in forced["resolved"]["capture_gaps_ignored"]] == ["public.patient_vitals"]
+    assert [g["table"] for g in forced["resolved"]["capture_gaps_ignored"]] == [
+        "public.patient_vitals"
+    ]
 
     # A target after the window is not affected by it.
     rewindkit.mark(db, tenant, "after")
     db.sql(
-        "INSERT INTO public.patient_vitals (tenant_id, patient_id, heart_rate)"
-        " VALUES (%s, %s, 61)",
+        "INSERT INTO public.patient_vitals (tenant_id, patient_id, heart_rate) VALUES (%s, %s, 61)",
         (tenant, patient),
     )
     assert "capture_gaps_ignored" not in rewindkit.rewind(db, tenant, "mark:after")["resolved"]
