@@ -361,7 +361,7 @@ def test_row_security_off_refuses_the_write_itself_and_logs_nothing(seeded_db: D
         )
     assert db.sql("SELECT count(*) AS n FROM simtrail.changes") == before
     # With it on, the tenant comes through the patient, as the owner sees it.
-    rows, xid = as_authenticated(
+    _, xid = as_authenticated(
         db,
         tenant,
         [],

@@ -1,4 +1,4 @@
-"""I5 for partitioned tables: writes straight into a partition are captured under the table's name."""
+"""I5 for partitioned tables: writes straight into a partition are logged under the table."""
 
 from __future__ import annotations
 
