@@ -140,3 +140,8 @@ def test_a_detached_table_shows_as_an_open_window(seeded_db: Database) -> None:
     # Detaching twice opens no second window.
     db.sql("SELECT simtrail.detach('public.patient_vitals'::regclass)")
     assert len(db.sql("SELECT 1 FROM simtrail.capture_gaps")) == 1
+    # Once the table itself is gone, the open window has nothing left to lose.
+    db.sql("DELETE FROM public.simulation_table_config WHERE table_name = 'patient_vitals'")
+    db.sql("DROP TABLE public.patient_vitals")
+    result = invoke(db.dsn, "doctor", "--json")
+    assert [f for f in json.loads(result.stdout)["findings"] if f["kind"] == "capture_gap"] == []

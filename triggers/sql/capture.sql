@@ -807,7 +807,8 @@ BEGIN
     -- writes a rewind to an earlier point cannot undo.
     FOR r IN
         SELECT g.* FROM simtrail.capture_gaps AS g
-        WHERE g.closed_at IS NULL
+        -- An open window on a table since dropped has nothing left to lose.
+        WHERE (g.closed_at IS NULL AND pg_catalog.to_regclass(g.table_name) IS NOT NULL)
            OR g.closed_at > coalesce((SELECT d.horizon FROM simtrail.daemon_state AS d), '-infinity')
         ORDER BY g.table_name, g.id
     LOOP
