@@ -372,3 +372,23 @@ def test_row_security_off_refuses_the_write_itself_and_logs_nothing(seeded_db: D
     assert db.sql("SELECT tenant_id FROM simtrail.changes WHERE xact_id = %s::xid8", (xid,)) == [
         {"tenant_id": tenant}
     ]
+
+
+def test_free_text_fields_of_the_actor_are_capped(readings_db: Database) -> None:
+    db = readings_db
+    tenant = rewindkit.tenants(db)[0]
+    _, xid = as_authenticated(
+        db,
+        tenant,
+        ["SELECT set_config('simtrail.actor', repeat('a', 1000000), true)"],
+        INSERT,
+        {"tenant": tenant, **VALUES},
+    )
+    [row] = db.sql(
+        "SELECT actor, octet_length(actor::text) AS size FROM simtrail.transactions"
+        " WHERE xact_id = %s::xid8",
+        (xid,),
+    )
+    assert row["actor"]["actor"] == "a" * 256
+    assert row["actor"]["truncated"] == ["actor"]
+    assert row["size"] <= 4096
