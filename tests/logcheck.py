@@ -139,6 +139,6 @@ def replay(db: Database, baseline: dict[str, dict[Key, dict[str, Any]]] | None =
 def live_state(db: Database) -> dict[str, dict[Key, dict[str, Any]]]:
     state: dict[str, dict[Key, dict[str, Any]]] = {}
     for name, table in captured_tables(db).items():
-        rows = db.sql(f"SELECT to_jsonb(t) AS img FROM {name} AS t")  # catalog-sourced name
+        rows = db.sql(f"SELECT to_jsonb(t.*) AS img FROM {name} AS t")  # catalog-sourced name
         state[name] = {table.key(r["img"]): r["img"] for r in rows}
     return state

@@ -48,6 +48,17 @@ def doctor_ok(db: Database) -> None:
     assert result.exit_code == 0
 
 
+def doctor_gaps(db: Database) -> list[tuple[str, str | None]]:
+    """The capture_gap warnings doctor reports, when they are its only findings."""
+    result = invoke(db.dsn, "doctor", "--json")
+    assert result.exit_code == 0
+    findings = json.loads(result.stdout)["findings"]
+    assert {(f["severity"], f["kind"]) for f in findings} <= {("warning", "capture_gap")}
+    gaps = db.sql("SELECT table_name, closed_at::text AS closed FROM simtrail.capture_gaps")
+    assert sorted(f["table_name"] for f in findings) == sorted(g["table_name"] for g in gaps)
+    return [(g["table_name"], g["closed"]) for g in gaps]
+
+
 def test_config_list(installed_db: Database) -> None:
     listed = run_cli("config", "list", "--json", dsn=installed_db.dsn)
     assert listed.exit_code == 0
@@ -184,8 +195,9 @@ def test_config_disable_then_enable(seeded_db: Database) -> None:
     assert logged(seeded_db, table) == history
     seeded_db.sql("UPDATE public.patient_vitals SET heart_rate = heart_rate + 1")
     assert logged(seeded_db, table) == history
-    # A disabled table is configured, not uncovered: nothing to report.
-    doctor_ok(seeded_db)
+    # A disabled table is configured, not uncovered; but its writes are no
+    # longer captured, and doctor says since when (a warning: exit 0).
+    assert doctor_gaps(seeded_db) == [(table, None)]
 
     out = cli_ok(seeded_db, "config", "enable", "patient_vitals")
     assert out.splitlines() == [f"attach {table}: no capture trigger yet"]
@@ -197,7 +209,9 @@ def test_config_disable_then_enable(seeded_db: Database) -> None:
     after = logged(seeded_db, table)
     assert after[: len(history)] == history
     assert [c["operation"] for c in after[len(history) :]] == ["UPDATE"] * len(updated)
-    doctor_ok(seeded_db)
+    # The window stays on record: the update made while detached is not in the log.
+    [(name, closed)] = doctor_gaps(seeded_db)
+    assert name == table and closed is not None
 
 
 def test_config_enable_of_an_enabled_table_changes_nothing(installed_db: Database) -> None:

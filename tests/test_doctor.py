@@ -253,10 +253,15 @@ def test_install_repairs_trigger_gaps(installed_db: Database) -> None:
         ("refresh", "public.patient_vitals"),
         ("detach", "public.doctors_orders"),
     }
-    assert doctor_json(installed_db) == (
-        0,
-        {"ok": True, "installed_version": latest_version(), "findings": []},
-    )
+    # Repaired, but not forgotten: where triggers were missing or disabled,
+    # or capture was detached, writes may be missing, and doctor keeps saying so.
+    code, report = doctor_json(installed_db)
+    assert (code, report["ok"]) == (0, True)
+    assert {(f["severity"], f["kind"], f["table_name"]) for f in report["findings"]} == {
+        ("warning", "capture_gap", "public.patients"),
+        ("warning", "capture_gap", "public.handover_notes"),
+        ("warning", "capture_gap", "public.doctors_orders"),
+    }
 
 
 def test_doctor_reports_config_and_coverage_gaps_together(installed_db: Database) -> None:

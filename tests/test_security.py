@@ -10,6 +10,16 @@ import pytest
 from tests.conftest import Database
 
 APP_ROLES = ["authenticated", "anon"]
+# The settings that decide how an image spells a value, pinned on every
+# generated capture function (tests/test_capture_levers.py shows why).
+CAPTURE_PINS = {
+    "DateStyle=ISO, YMD",
+    "IntervalStyle=postgres",
+    "TimeZone=UTC",
+    "extra_float_digits=1",
+    "bytea_output=hex",
+    "lc_monetary=C",
+}
 
 
 def as_role(db: Database, role: str, statement: str) -> str | None:
@@ -104,12 +114,17 @@ def test_every_function_is_security_definer_with_pinned_search_path(
     assert len(functions) > 14
     for fn in functions:
         assert fn["prosecdef"], fn["name"]
-        # Capture functions also switch JIT off, compaction raises work_mem;
-        # nothing may loosen the path. pg_temp comes last: an empty path
-        # searches it first for types and relations.
+        # Capture functions also switch JIT off and pin how images spell
+        # values, compaction raises work_mem; nothing may loosen the path.
+        # pg_temp comes last: an empty path searches it first for types and
+        # relations.
         path = "search_path=pg_catalog, pg_temp"
         assert path in fn["proconfig"], fn["name"]
-        assert set(fn["proconfig"]) <= {path, "jit=off", "work_mem=64MB"}, fn["name"]
+        generated = fn["name"].startswith("simtrail.capture_") and fn["name"].endswith("()")
+        allowed = {path, "jit=off", "work_mem=64MB", "extra_float_digits=1"}
+        assert set(fn["proconfig"]) <= allowed | (CAPTURE_PINS if generated else set()), fn["name"]
+        if generated:
+            assert set(fn["proconfig"]) >= CAPTURE_PINS, fn["name"]
         assert not fn["public_execute"], fn["name"]
 
 

@@ -68,6 +68,10 @@ def suggest(
                 f"to rewind across the rename, first ALTER TABLE {table} RENAME COLUMN"
                 f" {new} TO {old}; rewinds to later targets need nothing"
             )
+    if kind == "capture_gap":
+        if finding["detail"].startswith("not captured since"):
+            return f"simtrail config enable {table}, then simtrail install"
+        return "nothing to repair; rewinds to points before the window's end need --force"
     if kind == "rebase":
         if finding["severity"] == "error":
             return "simtrail install"

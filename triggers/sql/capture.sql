@@ -1,13 +1,11 @@
 -- Capture: the per-transaction actor record, the generated per-table capture
 -- functions, and the fix-up for rows whose parent vanished in the same cascade.
 -- Re-applied by every install (CREATE OR REPLACE), after the versioned files.
--- Every function pins search_path to `pg_catalog, pg_temp`: an empty path
--- would search the caller's pg_temp first for types and relations, so a temp
--- domain named `text` or `jsonb` could run the caller's code as our owner.
 
 -- Called by a capture function at a transaction's first captured statement.
--- The GUC remembers that this transaction is registered, so later statements
--- skip straight to their INSERT.
+-- Whether a transaction is registered is read from simtrail.transactions
+-- itself, never from a setting: any session can write a GUC, and one that
+-- claimed to be registered would skip the actor and the log's bookkeeping.
 CREATE OR REPLACE FUNCTION simtrail.begin_xact(p_xid xid8)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -16,36 +14,79 @@ BEGIN
     VALUES (p_xid, pg_catalog.nextval('simtrail.change_id_seq'), pg_catalog.now(),
             simtrail.current_actor())
     ON CONFLICT (xact_id) DO NOTHING;
-    PERFORM pg_catalog.set_config('simtrail.xact', p_xid::text, true);
 END
 $$;
 
--- Who is acting: JWT claims PostgREST sets, the simtrail.actor setting, the
--- session. Used for each captured transaction and for marks.
+-- Who is acting. Three kinds of field, of different worth:
+--   sub, role, email, claims_unparsed: the JWT claims in request.jwt.claims,
+--     as PostgREST sets them after checking the token; any session may set
+--     that GUC itself, so they are what the session *claimed*;
+--   actor, application_name: free text the client chose;
+--   session_user, db_role, client_addr: what PostgreSQL itself checked. The
+--     login role, and the role the session switched to with SET ROLE (which
+--     requires membership and cannot be run inside a SECURITY DEFINER
+--     function); 'none' is not stored, meaning session_user acted as itself.
+-- Claims never fail the write: they are parsed only when small, any parse
+-- error keeps them as text, and every field is capped so an actor stays a
+-- few KB however large the claims are. Capped fields are listed in
+-- "truncated".
 CREATE OR REPLACE FUNCTION simtrail.current_actor()
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    c_cap constant integer := 256;
+    c_parse_cap constant integer := 16384;
     v_raw text := nullif(pg_catalog.current_setting('request.jwt.claims', true), '');
+    v_role text := nullif(pg_catalog.current_setting('role', true), 'none');
     v_claims jsonb;
+    v_unparsed text;
+    v_out jsonb := '{}';
+    v_truncated text[] := ARRAY[]::text[];
+    f record;
 BEGIN
     IF v_raw IS NOT NULL THEN
-        BEGIN
-            v_claims := v_raw::jsonb;
-        EXCEPTION WHEN invalid_text_representation THEN
-            -- A malformed claim must never fail the application's write.
-            v_claims := pg_catalog.jsonb_build_object('unparsed', v_raw);
-        END;
+        IF pg_catalog.octet_length(v_raw) > c_parse_cap THEN
+            v_unparsed := v_raw;
+        ELSE
+            BEGIN
+                v_claims := v_raw::jsonb;
+                IF pg_catalog.jsonb_typeof(v_claims) <> 'object' THEN
+                    v_claims := NULL;
+                    v_unparsed := v_raw;
+                END IF;
+            EXCEPTION WHEN OTHERS THEN
+                -- \u0000, numbers out of range, nesting past the stack,
+                -- broken escapes: whatever it is, the write goes on.
+                v_claims := NULL;
+                v_unparsed := v_raw;
+            END;
+        END IF;
     END IF;
-    RETURN pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        'sub', v_claims ->> 'sub',
-        'role', v_claims ->> 'role',
-        'email', v_claims ->> 'email',
-        'claims_unparsed', v_claims ->> 'unparsed',
-        'actor', nullif(pg_catalog.current_setting('simtrail.actor', true), ''),
-        'session_user', session_user::text,
-        'application_name', nullif(pg_catalog.current_setting('application_name', true), ''),
-        'client_addr', pg_catalog.host(pg_catalog.inet_client_addr())));
+    FOR f IN
+        SELECT v.key, v.value FROM (VALUES
+            ('sub', v_claims ->> 'sub'),
+            ('role', v_claims ->> 'role'),
+            ('email', v_claims ->> 'email'),
+            ('claims_unparsed', v_unparsed),
+            ('actor', nullif(pg_catalog.current_setting('simtrail.actor', true), '')),
+            ('session_user', session_user::text),
+            ('db_role', v_role),
+            ('application_name', nullif(pg_catalog.current_setting('application_name', true), '')),
+            ('client_addr', pg_catalog.host(pg_catalog.inet_client_addr()))
+        ) AS v (key, value)
+        WHERE v.value IS NOT NULL
+    LOOP
+        IF pg_catalog.length(f.value) > c_cap THEN
+            v_truncated := v_truncated || f.key;
+            v_out := v_out || pg_catalog.jsonb_build_object(f.key, pg_catalog.left(f.value, c_cap));
+        ELSE
+            v_out := v_out || pg_catalog.jsonb_build_object(f.key, f.value);
+        END IF;
+    END LOOP;
+    IF pg_catalog.cardinality(v_truncated) > 0 THEN
+        v_out := v_out || pg_catalog.jsonb_build_object('truncated', v_truncated);
+    END IF;
+    RETURN v_out;
 END
 $$;
 
@@ -143,7 +184,7 @@ BEGIN
                        e ->> 'new_tenant' AS new_tenant
                 FROM pg_catalog.jsonb_array_elements($1) AS e
             ), moved AS (
-                SELECT m.old_tenant, m.new_tenant, pg_catalog.to_jsonb(c) AS img,
+                SELECT m.old_tenant, m.new_tenant, pg_catalog.to_jsonb(c.*) AS img,
                        pg_catalog.jsonb_build_object(%2$s) AS pk
                 FROM %3$s AS c JOIN moves AS m ON pg_catalog.to_jsonb(c.%4$I) = m.parent_key
             ), logged AS (
@@ -176,9 +217,23 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     FROM pg_catalog.pg_class AS c WHERE c.oid = p_relid
 $$;
 
+-- The relations whose writes a configured table's capture must see: the
+-- table itself and, when it is partitioned, every partition below it. A
+-- statement naming a partition fires only that partition's statement
+-- triggers, so each carries its own (logging under the configured name).
+CREATE OR REPLACE FUNCTION simtrail.capture_relations(p_relid regclass)
+RETURNS SETOF regclass
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_relid
+    UNION ALL
+    (SELECT t.relid FROM pg_catalog.pg_partition_tree(p_relid) AS t
+     WHERE t.relid <> p_relid ORDER BY t.level, t.relid::text)
+$$;
+
 -- The statements that attach capture to one table: its generated function and
--- its four triggers. Everything is derived from the catalog and the config, so
--- rendering twice gives the same text, and its hash tells when it is outdated.
+-- its four triggers, on the table and on each of its partitions. Everything is
+-- derived from the catalog and the config, so rendering twice gives the same
+-- text, and its hash tells when it is outdated (a new partition changes it).
 CREATE OR REPLACE FUNCTION simtrail.render_capture(p_relid regclass)
 RETURNS TABLE (
     function_name text,
@@ -194,16 +249,17 @@ DECLARE
     v_is_chain boolean;
     v_is_parent boolean;
     v_fn text;
-    v_update text;
+    v_update text[] := ARRAY[]::text[];
+    v_xid_ref text;
     v_body text;
     v_rows_new text;
     v_rows_old text;
-    v_rows_live text;
     v_hold_new text;
     v_hold_old text;
     v_hold_live text;
     v_hold_pairs text;
-
+    v_live text[];
+    v_rel regclass;
 BEGIN
     function_name := simtrail.capture_function_name(p_relid);
     pk_columns := simtrail.pk_columns(p_relid);
@@ -215,11 +271,10 @@ BEGIN
     v_is_chain := pg_catalog.jsonb_array_length(v_hops) > 0;
     v_is_parent := EXISTS (SELECT 1 FROM simtrail.path_children(p_relid));
 
-    -- One SELECT list per source of rows; each yields tenant, key presence,
-    -- image and primary key for the row expression `(x.rec)`.
+    -- One SELECT list per source of rows; each yields rn, tenant, keyed, img
+    -- and pk. For TRUNCATE the source is whichever relation fired, so that
+    -- text is kept in two halves around it.
     v_rows_new := simtrail.render_row_source('simtrail_new', pk_columns, tenant_path);
-    v_rows_old := simtrail.render_row_source('simtrail_old', pk_columns, tenant_path);
-    v_rows_live := simtrail.render_row_source(v_name, pk_columns, tenant_path);
     v_hold_new := simtrail.render_tenant_hold(
         simtrail.render_source_tenants('simtrail_new', tenant_path));
     v_hold_old := simtrail.render_tenant_hold(
@@ -229,8 +284,13 @@ BEGIN
     v_hold_pairs := simtrail.render_tenant_hold(
         simtrail.render_source_tenants('simtrail_old', tenant_path) || ' UNION ALL '
         || simtrail.render_source_tenants('simtrail_new', tenant_path));
+    v_rows_old := simtrail.render_row_source('simtrail_old', pk_columns, tenant_path);
+    v_live := simtrail.render_row_source_parts(pk_columns, tenant_path);
 
-    v_update := pg_catalog.format($u$WITH pairs AS (
+    -- Rendered once per way of naming the xid, not patched by replacing a
+    -- placeholder: a user's column or table name may contain any placeholder.
+    FOREACH v_xid_ref IN ARRAY ARRAY['$1', 'v_xid'] LOOP
+        v_update := v_update || pg_catalog.format($u$WITH pairs AS (
                 SELECT o.tenant AS old_tenant, n.tenant AS new_tenant, o.keyed AS old_keyed,
                        n.keyed AS new_keyed, o.img AS old_img, n.img AS new_img, n.pk,
                        CASE WHEN o.pk <> n.pk THEN o.pk END AS old_pk
@@ -240,7 +300,7 @@ BEGIN
             INSERT INTO simtrail.changes
                 (tenant_id, table_name, operation, row_pk, old_pk, old_data, new_data, xact_id,
                  moved)
-            SELECT s.tenant, %4$L, 'UPDATE', p.pk, p.old_pk, p.old_img, p.new_img, __xid__, s.moved
+            SELECT s.tenant, %4$L, 'UPDATE', p.pk, p.old_pk, p.old_img, p.new_img, %6$s, s.moved
             FROM pairs AS p
             CROSS JOIN LATERAL (
                 SELECT p.old_tenant, NULL::text WHERE p.old_tenant IS NOT DISTINCT FROM p.new_tenant
@@ -251,17 +311,18 @@ BEGIN
                 SELECT p.new_tenant, 'in'
                 WHERE p.old_tenant IS DISTINCT FROM p.new_tenant AND p.new_keyed
             ) AS s (tenant, moved)
-            WHERE %6$s%5$s$u$,
-        v_rows_old, v_rows_new,
-        CASE WHEN v_is_parent THEN ', logged AS (' ELSE '' END,
-        v_name,
-        CASE WHEN v_is_parent THEN $r$
+            WHERE %7$s%5$s$u$,
+            v_rows_old, v_rows_new,
+            CASE WHEN v_is_parent THEN ', logged AS (' ELSE '' END,
+            v_name,
+            CASE WHEN v_is_parent THEN $r$
             )
             SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'img', p.new_img, 'old_tenant', p.old_tenant, 'new_tenant', p.new_tenant))
                    FILTER (WHERE p.old_tenant IS DISTINCT FROM p.new_tenant)
             FROM pairs AS p$r$ ELSE '' END,
-        v_hold_pairs);
+            v_xid_ref, v_hold_pairs);
+    END LOOP;
 
     v_body := pg_catalog.format($f$
 -- Generated by simtrail for %1$s. Do not edit: `simtrail install` rewrites it.
@@ -269,21 +330,26 @@ DECLARE
     v_xid xid8 := pg_catalog.pg_current_xact_id();
     v_moved jsonb;
 BEGIN
-    IF pg_catalog.current_setting('simtrail.xact', true) IS DISTINCT FROM v_xid::text THEN
+    -- Whether this transaction is registered is read from the log, never
+    -- from a setting a session could write: one index probe per statement.
+    IF NOT EXISTS (SELECT 1 FROM simtrail.transactions AS t WHERE t.xact_id = v_xid) THEN
         PERFORM simtrail.begin_xact(v_xid);
     END IF;
     IF TG_OP = 'INSERT' THEN
         INSERT INTO simtrail.changes (tenant_id, table_name, operation, row_pk, new_data, xact_id)
         SELECT n.tenant, %2$L, 'INSERT', n.pk, n.img, v_xid FROM (%3$s) AS n
-        WHERE %12$s;
+        WHERE %13$s;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO simtrail.changes (tenant_id, table_name, operation, row_pk, old_data, xact_id)
         SELECT o.tenant, %2$L, 'DELETE', o.pk, o.img, v_xid FROM (%4$s) AS o
-        WHERE %13$s;
-    ELSIF TG_OP = 'TRUNCATE' THEN
-        INSERT INTO simtrail.changes (tenant_id, table_name, operation, row_pk, old_data, xact_id)
-        SELECT o.tenant, %2$L, 'TRUNCATE', o.pk, o.img, v_xid FROM (%5$s) AS o
         WHERE %14$s;
+    ELSIF TG_OP = 'TRUNCATE' THEN
+        -- The tenant locks first, so a writer that waited for a rewind logs
+        -- after it (locks.sql).
+        PERFORM %15$s;
+        -- A TRUNCATE fires the trigger of every table it empties, partitions
+        -- included, so each reads only its own rows.
+        EXECUTE %5$L || 'ONLY ' || TG_RELID::regclass::text || %12$L USING v_xid;
     ELSE
         -- A plan cached while statements touched one row pairs old and new
         -- rows with a nested loop, quadratic for a big UPDATE on a pooled
@@ -297,21 +363,25 @@ BEGIN
     RETURN NULL;
 END
 $f$,
-        v_name, v_name, v_rows_new, v_rows_old, v_rows_live,
+        v_name, v_name, v_rows_new, v_rows_old,
+        pg_catalog.format('INSERT INTO simtrail.changes (tenant_id, table_name, operation, row_pk, '
+                          'old_data, xact_id) SELECT o.tenant, %L, ''TRUNCATE'', o.pk, o.img, $1 '
+                          'FROM (%s', v_name, v_live[1]),
         CASE WHEN v_is_chain THEN pg_catalog.format($r$
     IF TG_OP <> 'INSERT' THEN
         PERFORM simtrail.resolve_unattributed(v_xid, %L);
     END IF;$r$, v_name) ELSE '' END,
+        NULL,
         -- Only tables that others reach their tenant through pay for this:
         -- the moved rows are collected so their descendants can follow.
-        NULL,
         CASE WHEN v_is_parent THEN pg_catalog.format($r$
             IF v_moved IS NOT NULL THEN
                 PERFORM simtrail.log_descendant_moves(v_xid, %L, v_moved);
             END IF;$r$, v_name) ELSE '' END,
-        pg_catalog.replace(v_update, '__xid__', '$1'),
+        v_update[1],
         CASE WHEN v_is_parent THEN ' INTO v_moved' ELSE '' END,
-        pg_catalog.replace(v_update, '__xid__', 'v_xid'),
+        v_update[2],
+        v_live[2] || ') AS o',
         v_hold_new, v_hold_old, v_hold_live);
 
     v_fn := pg_catalog.format('simtrail.%I()', function_name);
@@ -324,31 +394,40 @@ $f$,
             -- first for types and relations, so a caller's temp domain
             -- `text` (with a CHECK calling its own function) would run as
             -- simtrail's owner.
-            'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS %L', v_fn, v_body),
-        pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_fn),
-        pg_catalog.format(
-            'CREATE TRIGGER simtrail_capture_insert AFTER INSERT ON %s '
-            'REFERENCING NEW TABLE AS simtrail_new FOR EACH STATEMENT EXECUTE FUNCTION %s',
-            p_relid, v_fn),
-        pg_catalog.format(
-            'CREATE TRIGGER simtrail_capture_update AFTER UPDATE ON %s '
-            'REFERENCING OLD TABLE AS simtrail_old NEW TABLE AS simtrail_new '
-            'FOR EACH STATEMENT EXECUTE FUNCTION %s', p_relid, v_fn),
-        pg_catalog.format(
-            'CREATE TRIGGER simtrail_capture_delete AFTER DELETE ON %s '
-            'REFERENCING OLD TABLE AS simtrail_old FOR EACH STATEMENT EXECUTE FUNCTION %s',
-            p_relid, v_fn),
-        pg_catalog.format(
-            'CREATE TRIGGER simtrail_capture_truncate BEFORE TRUNCATE ON %s '
-            'FOR EACH STATEMENT EXECUTE FUNCTION %s', p_relid, v_fn),
-        -- ALWAYS: a session in replica mode (bulk loads, some restore tools)
-        -- must not slip past capture.
-        pg_catalog.format(
-            'ALTER TABLE %s ENABLE ALWAYS TRIGGER simtrail_capture_insert, '
-            'ENABLE ALWAYS TRIGGER simtrail_capture_update, '
-            'ENABLE ALWAYS TRIGGER simtrail_capture_delete, '
-            'ENABLE ALWAYS TRIGGER simtrail_capture_truncate', p_relid)
-    ];
+            'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off '
+            -- Images are value text, and these settings, which any session
+            -- may change, decide how floats, intervals, ranges of dates and
+            -- times, timestamptz offsets, bytea and money are spelled. Pinned,
+            -- an image reads back to the same value whoever wrote it.
+            'SET "DateStyle" = ''ISO, YMD'' SET "IntervalStyle" = ''postgres'' '
+            'SET "TimeZone" = ''UTC'' SET extra_float_digits = 1 SET bytea_output = ''hex'' '
+            'SET lc_monetary = ''C'' AS %L', v_fn, v_body),
+        pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_fn)];
+    FOR v_rel IN SELECT * FROM simtrail.capture_relations(p_relid) LOOP
+        statements := statements || ARRAY[
+            pg_catalog.format(
+                'CREATE TRIGGER simtrail_capture_insert AFTER INSERT ON %s '
+                'REFERENCING NEW TABLE AS simtrail_new FOR EACH STATEMENT EXECUTE FUNCTION %s',
+                v_rel, v_fn),
+            pg_catalog.format(
+                'CREATE TRIGGER simtrail_capture_update AFTER UPDATE ON %s '
+                'REFERENCING OLD TABLE AS simtrail_old NEW TABLE AS simtrail_new '
+                'FOR EACH STATEMENT EXECUTE FUNCTION %s', v_rel, v_fn),
+            pg_catalog.format(
+                'CREATE TRIGGER simtrail_capture_delete AFTER DELETE ON %s '
+                'REFERENCING OLD TABLE AS simtrail_old FOR EACH STATEMENT EXECUTE FUNCTION %s',
+                v_rel, v_fn),
+            pg_catalog.format(
+                'CREATE TRIGGER simtrail_capture_truncate BEFORE TRUNCATE ON %s '
+                'FOR EACH STATEMENT EXECUTE FUNCTION %s', v_rel, v_fn),
+            -- ALWAYS: a session in replica mode (bulk loads, some restore tools)
+            -- must not slip past capture.
+            pg_catalog.format(
+                'ALTER TABLE %s ENABLE ALWAYS TRIGGER simtrail_capture_insert, '
+                'ENABLE ALWAYS TRIGGER simtrail_capture_update, '
+                'ENABLE ALWAYS TRIGGER simtrail_capture_delete, '
+                'ENABLE ALWAYS TRIGGER simtrail_capture_truncate', v_rel)];
+    END LOOP;
     trigger_hash := pg_catalog.md5(pg_catalog.array_to_string(statements, E';\n'));
     RETURN NEXT;
 END
@@ -363,18 +442,35 @@ CREATE OR REPLACE FUNCTION simtrail.render_row_source(
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_lookup jsonb := simtrail.render_tenant_lookup(p_path, '(x.rec)');
+    v_parts text[] := simtrail.render_row_source_parts(p_pk, p_path);
+BEGIN
+    RETURN v_parts[1] || p_source || v_parts[2];
+END
+$$;
+
+-- render_row_source's text before and after the source. A user's column may
+-- have any name, so the source's columns are read only qualified (r."col")
+-- or as the whole row r.*, and everything else is a column of our own
+-- subquery x: no name here can resolve to a user's column by accident.
+CREATE OR REPLACE FUNCTION simtrail.render_row_source_parts(p_pk text[], p_path jsonb)
+RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_first text := coalesce(p_path -> 'hops' -> 0 ->> 'column', p_path ->> 'tenant_column');
+    v_lookup jsonb := simtrail.render_tenant_lookup_from(p_path, 'x.k');
     v_pk text;
 BEGIN
-    SELECT pg_catalog.string_agg(pg_catalog.format('%L, (x.rec).%I', c, c), ', ' ORDER BY o)
+    SELECT pg_catalog.string_agg(pg_catalog.format('%L, r.%I', c, c), ', ' ORDER BY o)
       INTO v_pk
       FROM pg_catalog.unnest(p_pk) WITH ORDINALITY AS u(c, o);
-    RETURN pg_catalog.format(
-        'SELECT x.rn, %1$s AS tenant, '
-        '%2$s IS NOT NULL AS keyed, '
-        'pg_catalog.to_jsonb(x.rec) AS img, pg_catalog.jsonb_build_object(%3$s) AS pk '
-        'FROM (SELECT pg_catalog.row_number() OVER () AS rn, r AS rec FROM %4$s AS r) AS x%5$s',
-        v_lookup ->> 'tenant', v_lookup ->> 'key', v_pk, p_source, v_lookup ->> 'joins');
+    RETURN ARRAY[
+        pg_catalog.format(
+            'SELECT x.rn, %1$s AS tenant, '
+            'x.k IS NOT NULL AS keyed, x.img, x.pk '
+            'FROM (SELECT pg_catalog.row_number() OVER () AS rn, pg_catalog.to_jsonb(r.*) AS img, '
+            'pg_catalog.jsonb_build_object(%2$s) AS pk, r.%3$I AS k FROM ',
+            v_lookup ->> 'tenant', v_pk, v_first),
+        pg_catalog.format(' AS r) AS x%s', v_lookup ->> 'joins')];
 END
 $$;
 
@@ -411,47 +507,81 @@ BEGIN
 END
 $$;
 
-
--- SQL fragments that find the tenant of the row expression p_row by its
--- tenant path: {"joins": " LEFT JOIN … AS p1 …", "tenant": "(p1.tenant_id)::text",
--- "key": "<p_row>.<first column of the path>"}. Parents are aliased p1, p2, …
-CREATE OR REPLACE FUNCTION simtrail.render_tenant_lookup(p_path jsonb, p_row text)
+-- render_tenant_lookup, given the SQL expression for the path's first column
+-- (the tenant column itself when the path has no hops).
+CREATE OR REPLACE FUNCTION simtrail.render_tenant_lookup_from(p_path jsonb, p_first text)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_hops jsonb := p_path -> 'hops';
     v_joins text := '';
-    v_prev text := p_row;
+    v_prev text := p_first;
     v_alias text;
     i integer;
 BEGIN
     FOR i IN 0 .. pg_catalog.jsonb_array_length(v_hops) - 1 LOOP
         v_alias := 'p' || (i + 1);
         v_joins := v_joins || pg_catalog.format(
-            ' LEFT JOIN %s AS %I ON %I.%I = %s.%I',
+            ' LEFT JOIN %s AS %I ON %I.%I = %s',
             (v_hops -> i ->> 'parent')::regclass, v_alias, v_alias,
-            v_hops -> i ->> 'parent_column', v_prev, v_hops -> i ->> 'column');
-        v_prev := v_alias;
+            v_hops -> i ->> 'parent_column', v_prev);
+        v_prev := pg_catalog.format('%I.%I', v_alias,
+                      coalesce(v_hops -> (i + 1) ->> 'column', p_path ->> 'tenant_column'));
     END LOOP;
     RETURN pg_catalog.jsonb_build_object(
         'joins', v_joins,
-        'tenant', pg_catalog.format('(%s.%I)::text', v_prev, p_path ->> 'tenant_column'),
-        'key', pg_catalog.format('%s.%I', p_row,
-                   coalesce(v_hops -> 0 ->> 'column', p_path ->> 'tenant_column')));
+        'tenant', pg_catalog.format('(%s)::text', v_prev),
+        'key', p_first);
 END
 $$;
 
--- What the four capture triggers on a table look like right now.
+-- SQL fragments that find the tenant of the row expression p_row by its
+-- tenant path: {"joins": " LEFT JOIN … AS p1 …", "tenant": "(p1.tenant_id)::text",
+-- "key": "<p_row>.<first column of the path>"}. Parents are aliased p1, p2, …
+-- and only ever read qualified, so a user's column named p1 changes nothing.
+CREATE OR REPLACE FUNCTION simtrail.render_tenant_lookup(p_path jsonb, p_row text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT simtrail.render_tenant_lookup_from(p_path, pg_catalog.format('%s.%I', p_row,
+               coalesce(p_path -> 'hops' -> 0 ->> 'column', p_path ->> 'tenant_column')))
+$$;
+
+-- What the four capture triggers on a table look like right now. For a
+-- partitioned table, the counts are those of its least covered relation, so a
+-- partition without triggers shows as missing.
 CREATE OR REPLACE FUNCTION simtrail.trigger_state(p_relid regclass)
 RETURNS TABLE (present integer, always_enabled integer, hashes text[])
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_catalog.count(*)::integer,
-           (pg_catalog.count(*) FILTER (WHERE t.tgenabled = 'A'))::integer,
-           pg_catalog.array_agg(DISTINCT pg_catalog.obj_description(t.oid, 'pg_trigger'))
-    FROM pg_catalog.pg_trigger AS t
-    WHERE t.tgrelid = p_relid
-      AND t.tgname IN ('simtrail_capture_insert', 'simtrail_capture_update',
-                       'simtrail_capture_delete', 'simtrail_capture_truncate')
+    WITH tree AS (SELECT r.relid FROM simtrail.capture_relations(p_relid) AS r (relid)),
+    per AS (
+        SELECT tr.relid, pg_catalog.count(t.oid)::integer AS n,
+               (pg_catalog.count(t.oid) FILTER (WHERE t.tgenabled = 'A'))::integer AS a
+        FROM tree AS tr
+        LEFT JOIN pg_catalog.pg_trigger AS t
+               ON t.tgrelid = tr.relid
+              AND t.tgname IN ('simtrail_capture_insert', 'simtrail_capture_update',
+                               'simtrail_capture_delete', 'simtrail_capture_truncate')
+        GROUP BY tr.relid
+    )
+    SELECT (SELECT pg_catalog.min(p.n) FROM per AS p),
+           (SELECT pg_catalog.min(p.a) FROM per AS p),
+           (SELECT pg_catalog.array_agg(DISTINCT pg_catalog.obj_description(t.oid, 'pg_trigger'))
+            FROM pg_catalog.pg_trigger AS t
+            WHERE t.tgrelid IN (SELECT tr.relid FROM tree AS tr)
+              AND t.tgname IN ('simtrail_capture_insert', 'simtrail_capture_update',
+                               'simtrail_capture_delete', 'simtrail_capture_truncate'))
+$$;
+
+-- Partitions of a configured table that lack some capture trigger.
+CREATE OR REPLACE FUNCTION simtrail.uncaptured_partitions(p_relid regclass)
+RETURNS SETOF text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.relid::text FROM simtrail.capture_relations(p_relid) AS r (relid)
+    WHERE r.relid <> p_relid
+      AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger AS t
+           WHERE t.tgrelid = r.relid AND t.tgenabled = 'A'
+             AND t.tgname IN ('simtrail_capture_insert', 'simtrail_capture_update',
+                              'simtrail_capture_delete', 'simtrail_capture_truncate')) < 4
 $$;
 
 CREATE OR REPLACE FUNCTION simtrail.attach(p_relid regclass)
@@ -461,16 +591,19 @@ DECLARE
     r record;
     v_stmt text;
     v_trigger text;
+    v_rel regclass;
 BEGIN
     SELECT * INTO r FROM simtrail.render_capture(p_relid);
     PERFORM simtrail.drop_triggers(p_relid);
     FOREACH v_stmt IN ARRAY r.statements LOOP
         EXECUTE v_stmt;
     END LOOP;
-    FOREACH v_trigger IN ARRAY ARRAY['simtrail_capture_insert', 'simtrail_capture_update',
-                                     'simtrail_capture_delete', 'simtrail_capture_truncate'] LOOP
-        EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L',
-                                  v_trigger, p_relid, 'simtrail ' || r.trigger_hash);
+    FOR v_rel IN SELECT * FROM simtrail.capture_relations(p_relid) LOOP
+        FOREACH v_trigger IN ARRAY ARRAY['simtrail_capture_insert', 'simtrail_capture_update',
+                                         'simtrail_capture_delete', 'simtrail_capture_truncate'] LOOP
+            EXECUTE pg_catalog.format('COMMENT ON TRIGGER %I ON %s IS %L',
+                                      v_trigger, v_rel, 'simtrail ' || r.trigger_hash);
+        END LOOP;
     END LOOP;
     INSERT INTO simtrail.captured_tables
         (relid, table_name, function_name, pk_columns, tenant_path, trigger_hash)
@@ -479,6 +612,10 @@ BEGIN
        SET table_name = EXCLUDED.table_name, function_name = EXCLUDED.function_name,
            pk_columns = EXCLUDED.pk_columns, tenant_path = EXCLUDED.tenant_path,
            trigger_hash = EXCLUDED.trigger_hash, attached_at = pg_catalog.now();
+    -- The triggers exist and hold their lock until commit: no write after
+    -- this moment goes uncaptured, so it is where an open gap ends.
+    UPDATE simtrail.capture_gaps AS g SET closed_at = pg_catalog.clock_timestamp()
+    WHERE g.table_name = p_relid::text AND g.closed_at IS NULL;
 END
 $$;
 
@@ -486,39 +623,76 @@ CREATE OR REPLACE FUNCTION simtrail.drop_triggers(p_relid regclass)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_trigger text;
+    v_trigger record;
 BEGIN
     FOR v_trigger IN
-        SELECT t.tgname FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgrelid = p_relid AND t.tgname LIKE 'simtrail\_capture\_%' AND NOT t.tgisinternal
+        SELECT t.tgname, t.tgrelid::regclass AS rel FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid IN (SELECT r.relid FROM simtrail.capture_relations(p_relid) AS r (relid))
+          AND t.tgname LIKE 'simtrail\_capture\_%' AND NOT t.tgisinternal
     LOOP
-        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', v_trigger, p_relid);
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_trigger.rel);
     END LOOP;
 END
 $$;
 
+-- Stop capturing a table. Writes from now until it is attached again are not
+-- logged, so the window is recorded: doctor reports it and a rewind to a
+-- point before its end refuses unless forced.
 CREATE OR REPLACE FUNCTION simtrail.detach(p_relid oid)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_fn text;
+    v_name text;
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = p_relid) THEN
         PERFORM simtrail.drop_triggers(p_relid::regclass);
     END IF;
-    SELECT t.function_name INTO v_fn FROM simtrail.captured_tables AS t WHERE t.relid = p_relid;
+    SELECT t.function_name, t.table_name INTO v_fn, v_name
+    FROM simtrail.captured_tables AS t WHERE t.relid = p_relid;
     IF v_fn IS NOT NULL THEN
         EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS simtrail.%I()', v_fn);
+        INSERT INTO simtrail.capture_gaps (table_name, opened_at, reason)
+        SELECT v_name, pg_catalog.now(), 'capture detached: its config row was disabled or removed'
+        WHERE NOT EXISTS (SELECT 1 FROM simtrail.capture_gaps AS g
+                          WHERE g.table_name = v_name AND g.closed_at IS NULL);
     END IF;
     DELETE FROM simtrail.captured_tables AS t WHERE t.relid = p_relid;
 END
 $$;
 
+-- Windows in which a captured table lost writes, that end after p_at: a
+-- rewind to p_at cannot undo what was written in them. Raises unless
+-- p_force; forced, returns {"capture_gaps_ignored": [...]} for the report.
+CREATE OR REPLACE FUNCTION simtrail.check_capture_gaps(p_at timestamptz, p_force boolean)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_gaps jsonb;
+    v_text text;
+BEGIN
+    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'table', g.table_name, 'from', g.opened_at, 'to', g.closed_at) ORDER BY g.id),
+           pg_catalog.string_agg(pg_catalog.format('%s from %s to %s', g.table_name,
+               g.opened_at, g.closed_at), '; ' ORDER BY g.id)
+      INTO v_gaps, v_text
+    FROM simtrail.capture_gaps AS g
+    WHERE g.closed_at IS NOT NULL AND g.closed_at > p_at
+      AND g.table_name IN (SELECT t.table_name FROM simtrail.captured_tables AS t);
+    IF v_gaps IS NULL THEN
+        RETURN '{}';
+    END IF;
+    IF NOT p_force THEN
+        RAISE EXCEPTION 'refused: writes were not captured in % (capture was detached), so a rewind to % cannot undo them; rewind with force to go ahead anyway',
+            v_text, p_at USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN pg_catalog.jsonb_build_object('capture_gaps_ignored', v_gaps);
+END
+$$;
+
 -- Bring the triggers in line with the config: attach to enabled tables that
 -- lack a current trigger, detach from tables that are no longer enabled.
--- An enabled row with a problem is refused (one 'refuse' row each) and its
--- table left exactly as it is; every other table is still healed, so one typo
--- cannot leave a new, valid table uncaptured.
+-- Refuses, changing nothing, while any enabled config row has a problem.
 -- With p_apply false it only reports what it would do.
 CREATE OR REPLACE FUNCTION simtrail.sync(p_apply boolean)
 RETURNS TABLE (action text, table_name text, detail text)
@@ -528,6 +702,7 @@ DECLARE
     v_bad_relids oid[];
     r record;
     v_state record;
+    v_own record;
     v_hash text;
 BEGIN
     -- The installer and the daemon may both sync; one at a time.
@@ -555,9 +730,21 @@ BEGIN
         SELECT s.trigger_hash INTO v_hash FROM simtrail.render_capture(r.relid) AS s;
         SELECT * INTO v_state FROM simtrail.trigger_state(r.relid);
         table_name := r.relid::text;
-        IF v_state.present = 0 THEN
+        -- The table's own triggers; a partition's missing ones show in v_state only.
+        SELECT pg_catalog.count(*) FILTER (WHERE t.tgenabled = 'A') AS enabled,
+               pg_catalog.count(*) AS present
+          INTO v_own
+          FROM pg_catalog.pg_trigger AS t
+         WHERE t.tgrelid = r.relid
+           AND t.tgname IN ('simtrail_capture_insert', 'simtrail_capture_update',
+                            'simtrail_capture_delete', 'simtrail_capture_truncate');
+        IF v_own.present = 0 THEN
             action := 'attach';
             detail := 'no capture trigger yet';
+        ELSIF v_own.present = 4 AND v_own.enabled = 4 AND v_state.present < 4 THEN
+            action := 'refresh';
+            detail := pg_catalog.format('partition(s) %s not captured yet',
+                (SELECT pg_catalog.string_agg(u, ', ') FROM simtrail.uncaptured_partitions(r.relid) AS u));
         ELSIF v_state.present < 4 OR v_state.always_enabled < 4
               OR v_state.hashes IS DISTINCT FROM ARRAY['simtrail ' || v_hash]
               OR NOT EXISTS (SELECT 1 FROM simtrail.captured_tables AS t
@@ -568,6 +755,17 @@ BEGIN
             CONTINUE;
         END IF;
         IF p_apply THEN
+            -- Triggers found missing or disabled (not merely outdated) may
+            -- have missed writes since the table was last attached.
+            IF action = 'refresh' AND (v_own.present < 4 OR v_own.enabled < 4) THEN
+                INSERT INTO simtrail.capture_gaps (table_name, opened_at, reason)
+                SELECT t.table_name, t.attached_at,
+                       'capture triggers were found missing or disabled; the window starts at the last attach'
+                FROM simtrail.captured_tables AS t
+                WHERE t.relid = r.relid
+                  AND NOT EXISTS (SELECT 1 FROM simtrail.capture_gaps AS g
+                                  WHERE g.table_name = t.table_name AND g.closed_at IS NULL);
+            END IF;
             PERFORM simtrail.attach(r.relid);
         END IF;
         RETURN NEXT;
@@ -581,7 +779,7 @@ BEGIN
         UNION
         SELECT DISTINCT g.tgrelid, g.tgrelid::regclass::text FROM pg_catalog.pg_trigger AS g
         WHERE g.tgname LIKE 'simtrail\_capture\_%' AND NOT g.tgisinternal
-          AND g.tgrelid NOT IN (SELECT c.relid FROM simtrail.config_rows() AS c
+          AND g.tgrelid NOT IN (SELECT simtrail.capture_relations(c.relid) FROM simtrail.config_rows() AS c
                                 WHERE c.enabled AND c.relid IS NOT NULL)
           AND g.tgrelid <> ALL (v_bad_relids)
         ORDER BY 2
@@ -638,6 +836,7 @@ DECLARE
     v_state record;
     v_hash text;
     v_bad text[];
+    v_parts text;
 BEGIN
     SELECT pg_catalog.array_agg(p.table_name) INTO v_bad FROM simtrail.config_problems() AS p;
     FOR r IN SELECT * FROM simtrail.config_problems() LOOP
@@ -666,7 +865,13 @@ BEGIN
         SELECT s.trigger_hash INTO v_hash FROM simtrail.render_capture(r.relid) AS s;
         SELECT * INTO v_state FROM simtrail.trigger_state(r.relid);
         severity := 'error'; table_name := r.relid::text;
-        IF v_state.present = 0 THEN
+        SELECT pg_catalog.string_agg(u, ', ') INTO v_parts FROM simtrail.uncaptured_partitions(r.relid) AS u;
+        IF v_parts IS NOT NULL AND EXISTS (
+               SELECT 1 FROM pg_catalog.pg_trigger AS t
+               WHERE t.tgrelid = r.relid AND t.tgname LIKE 'simtrail\_capture\_%') THEN
+            kind := 'missing_trigger';
+            detail := pg_catalog.format('partition(s) %s not captured: writes made straight into them are lost; run simtrail install', v_parts);
+        ELSIF v_state.present = 0 THEN
             kind := 'missing_trigger'; detail := 'enabled in the config but not captured';
         ELSIF v_state.present < 4 THEN
             kind := 'missing_trigger';
@@ -685,11 +890,29 @@ BEGIN
     FOR r IN
         SELECT DISTINCT g.tgrelid::regclass::text AS name FROM pg_catalog.pg_trigger AS g
         WHERE g.tgname LIKE 'simtrail\_capture\_%' AND NOT g.tgisinternal
-          AND g.tgrelid NOT IN (SELECT c.relid FROM simtrail.config_rows() AS c
+          AND g.tgrelid NOT IN (SELECT simtrail.capture_relations(c.relid) FROM simtrail.config_rows() AS c
                                 WHERE c.enabled AND c.relid IS NOT NULL)
     LOOP
         severity := 'error'; kind := 'stray_trigger'; table_name := r.name;
         detail := 'has a simtrail capture trigger but is not enabled in simulation_table_config';
+        RETURN NEXT;
+    END LOOP;
+
+    -- Windows in which writes were not captured, until retention has moved
+    -- past them: open ones (capture still detached) and closed ones, whose
+    -- writes a rewind to an earlier point cannot undo.
+    FOR r IN
+        SELECT g.* FROM simtrail.capture_gaps AS g
+        -- An open window on a table since dropped has nothing left to lose.
+        WHERE (g.closed_at IS NULL AND pg_catalog.to_regclass(g.table_name) IS NOT NULL)
+           OR g.closed_at > coalesce((SELECT d.horizon FROM simtrail.daemon_state AS d), '-infinity')
+        ORDER BY g.table_name, g.id
+    LOOP
+        severity := 'warning'; kind := 'capture_gap'; table_name := r.table_name;
+        detail := CASE WHEN r.closed_at IS NULL
+            THEN pg_catalog.format('not captured since %s (%s)', r.opened_at, r.reason)
+            ELSE pg_catalog.format('writes from %s to %s were not captured (%s); rewinds to a point before %s refuse unless forced',
+                                   r.opened_at, r.closed_at, r.reason, r.closed_at) END;
         RETURN NEXT;
     END LOOP;
 

@@ -208,6 +208,13 @@ BEGIN
             RETURN NEXT;
             CONTINUE;
         END IF;
+        -- A partition is captured with its partitioned table, under that name.
+        IF (SELECT c.relispartition FROM pg_catalog.pg_class AS c WHERE c.oid = r.relid) THEN
+            problem := pg_catalog.format('%s is a partition; configure its partitioned table %s instead',
+                r.relid, (SELECT pg_catalog.pg_partition_root(r.relid))::regclass);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         IF (SELECT pg_catalog.count(*) FROM simtrail.config_rows() AS c WHERE c.relid = r.relid) > 1 THEN
             problem := pg_catalog.format('%s is listed more than once', r.relid);
             RETURN NEXT;

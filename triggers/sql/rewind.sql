@@ -400,6 +400,8 @@ BEGIN
     DELETE FROM simtrail.rewind_keys AS k WHERE k.call_id = v_call;
     DELETE FROM simtrail.rewind_net AS n WHERE n.call_id = v_call;
     v_resolved := simtrail.resolve_target(p_tenant, p_target, p_nearest);
+    v_resolved := v_resolved || simtrail.check_capture_gaps(
+        coalesce(v_resolved ->> 'cut_at', v_resolved ->> 'at')::timestamptz, p_force);
 
     v_predicate := v_resolved ->> 'predicate' || simtrail.predicate_filters();
     v_resolved := v_resolved - 'predicate';
@@ -514,7 +516,7 @@ BEGIN
                             WHERE k.last_img ? e.key)
                         ELSE k.last_img END AS last_img
                 FROM simtrail.rewind_keys AS k
-                LEFT JOIN LATERAL (SELECT pg_catalog.to_jsonb(r) AS img, %4$s AS tenant
+                LEFT JOIN LATERAL (SELECT pg_catalog.to_jsonb(r.*) AS img, %4$s AS tenant
                                    FROM %1$s AS r%5$s
                                    WHERE %2$s
                                    FOR NO KEY UPDATE OF r) AS s ON true
@@ -801,7 +803,8 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.rewind(
     p_tenant text, p_target text, p_dry_run boolean, p_force boolean, p_nearest boolean)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- extra_float_digits: below 1 a float passes through text (images) rounded.
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET extra_float_digits = 1 AS $$
 DECLARE
     v_started timestamptz := pg_catalog.clock_timestamp();
     v_tenant text := simtrail.known_tenant(p_tenant);
@@ -911,7 +914,7 @@ $$;
 -- rewind. Reads every captured table; meant for checks, not hot paths.
 CREATE OR REPLACE FUNCTION simtrail.tenant_state(p_tenant text)
 RETURNS TABLE (table_name text, row_count bigint, checksum text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET extra_float_digits = 1 AS $$
 DECLARE
     v_tenant text := simtrail.normalize_tenant(p_tenant);
     r record;
@@ -925,7 +928,7 @@ BEGIN
         table_name := r.table_name;
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.count(*), pg_catalog.md5(coalesce(pg_catalog.string_agg('
-            'pg_catalog.to_jsonb(r)::text, E''\n'' ORDER BY pg_catalog.to_jsonb(r)::text), ''''))'
+            'pg_catalog.to_jsonb(r.*)::text, E''\n'' ORDER BY pg_catalog.to_jsonb(r.*)::text), ''''))'
             ' FROM %s AS r%s WHERE %s = $1',
             r.relid::regclass, v_lookup ->> 'joins', v_lookup ->> 'tenant')
         INTO row_count, checksum USING v_tenant;
