@@ -71,10 +71,11 @@ def test_user_tenant_and_catalogue_tables_are_not_proposed(installed_db: Databas
     assert paths["public.wound_assessments"] == "wound_id → public.patient_wounds"
     assert paths["public.handover_notes"] == "patient_id → public.patients"
 
-    # doctor calls only the real tenant data uncovered.
+    # doctor calls only the real tenant data uncovered (the detached tables
+    # also show as open capture windows, which are warnings).
     code, findings = doctor(db)
     assert code == 1
-    assert {(f["kind"], f["table_name"]) for f in findings} == {
+    assert {(f["kind"], f["table_name"]) for f in findings if f["severity"] == "error"} == {
         ("uncovered", t) for t in FIXTURE_TABLES
     }
 
@@ -83,7 +84,9 @@ def test_user_tenant_and_catalogue_tables_are_not_proposed(installed_db: Databas
     assert applied["skipped"] == []
     configured = db.sql("SELECT table_name FROM public.simulation_table_config")
     assert {r["table_name"] for r in configured} == FIXTURE_TABLES
-    assert doctor(db) == (0, [])
+    # Only the windows opened by emptying the config remain, as warnings.
+    code, findings = doctor(db)
+    assert (code, [f for f in findings if f["kind"] != "capture_gap"]) == (0, [])
 
     # A rewind of a class never touches a user whose default class changed
     # after the mark: user_profiles is not captured at all.
