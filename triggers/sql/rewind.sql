@@ -361,6 +361,7 @@ DECLARE
     v_pk_match text;
     v_problem text;
     v_count bigint;
+    v_returned bigint;
     v_undone bigint;
     v_predicate text;
 BEGIN
@@ -375,8 +376,10 @@ BEGIN
     -- which side of the change an event stands for. One pass over the log
     -- keeps only the first and last event per row; the images of just those
     -- are fetched afterwards, so little beyond the keys is read per change.
+    -- `entered` is set when the row's first change after the target moved it
+    -- into this tenant: {"from": the tenant it left, or null for none}.
     CREATE TEMP TABLE IF NOT EXISTS simtrail_keys (
-        table_name text, key jsonb, target_img jsonb, last_img jsonb
+        table_name text, key jsonb, target_img jsonb, last_img jsonb, entered jsonb
     ) ON COMMIT DROP;
     TRUNCATE pg_temp.simtrail_keys;
     EXECUTE pg_catalog.format($q$
@@ -393,20 +396,37 @@ BEGIN
             ) AS e (key, code)
             WHERE %s AND e.key IS NOT NULL
         ), kept AS (
-            INSERT INTO pg_temp.simtrail_keys (table_name, key, target_img, last_img)
+            INSERT INTO pg_temp.simtrail_keys (table_name, key, target_img, last_img, entered)
             SELECT g.table_name, g.key,
                    CASE WHEN g.first_code %% 2 = 0 AND f.moved IS DISTINCT FROM 'in'
+                        THEN f.old_data
+                        -- Entered from no tenant: it goes back to its image
+                        -- before the move, if it is still here.
+                        WHEN g.first_code %% 2 = 0 AND src.tenant_id IS NULL
                         THEN f.old_data END,
                    CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL
                         WHEN g.last_code %% 2 = 1 THEN l.new_data
                         -- The old-key side of a change: the row is still there
                         -- after it only if the change kept the key.
-                        WHEN l.old_pk IS NULL THEN l.new_data END
+                        WHEN l.old_pk IS NULL THEN l.new_data END,
+                   CASE WHEN f.moved = 'in' THEN pg_catalog.jsonb_build_object('from', src.tenant_id) END
             FROM (SELECT ev.table_name, ev.key, pg_catalog.min(ev.code) AS first_code,
                          pg_catalog.max(ev.code) AS last_code
                   FROM events AS ev GROUP BY 1, 2) AS g
             JOIN simtrail.changes AS f ON f.id = g.first_code / 2
             JOIN simtrail.changes AS l ON l.id = g.last_code / 2
+            -- Where a row that moved in came from: the 'out' half its
+            -- transaction logged just before (none when it had no tenant).
+            -- Compaction never folds a row's changes around a move, so both
+            -- halves are originals.
+            LEFT JOIN LATERAL (
+                SELECT o.tenant_id FROM simtrail.changes AS o
+                WHERE f.moved = 'in' AND o.xact_id = f.xact_id AND o.id < f.id
+                  AND o.id >= (SELECT x.first_change_id FROM simtrail.transactions AS x
+                               WHERE x.xact_id = f.xact_id)
+                  AND o.table_name = f.table_name AND o.row_pk = f.row_pk AND o.moved = 'out'
+                ORDER BY o.id DESC LIMIT 1
+            ) AS src ON true
             RETURNING 1
         )
         SELECT (SELECT pg_catalog.count(*) FROM kept),
@@ -454,7 +474,15 @@ BEGIN
             INSERT INTO pg_temp.simtrail_net
                 (table_name, key, target_img, last_img, live_img, live_tenant, action, drift)
             SELECT x.table_name, x.key, x.target_img, x.last_img, x.live_img, x.live_tenant,
-                   CASE WHEN x.target_img IS NOT NULL AND x.live_img IS NULL THEN 'restore'
+                   CASE WHEN x.entered IS NOT NULL AND x.target_img IS NOT NULL THEN
+                            -- Entered from no tenant: send it back only if it is
+                            -- still here; wherever else it went is not ours.
+                            CASE WHEN x.live_tenant IS DISTINCT FROM $1 THEN 'keep'
+                                 WHEN x.target_img = x.live_img OR NOT EXISTS (
+                                     SELECT 1 FROM pg_catalog.jsonb_each(x.target_img) AS e
+                                     WHERE x.live_img -> e.key IS DISTINCT FROM e.value) THEN 'keep'
+                                 ELSE 'revert' END
+                        WHEN x.target_img IS NOT NULL AND x.live_img IS NULL THEN 'restore'
                         WHEN x.target_img IS NOT NULL AND x.live_tenant IS NOT NULL
                              AND x.live_tenant <> $1 THEN 'conflict'
                         WHEN x.target_img IS NOT NULL AND (x.target_img = x.live_img OR NOT EXISTS (
@@ -470,9 +498,10 @@ BEGIN
                             OR (x.last_img <> x.live_img AND EXISTS (
                                     SELECT 1 FROM pg_catalog.jsonb_each(x.last_img) AS e
                                     WHERE x.live_img -> e.key IS DISTINCT FROM e.value))
-                        ELSE x.live_img IS NOT NULL AND x.live_tenant = $1 END
+                        -- A row of no tenant now (live_tenant NULL) is not ours.
+                        ELSE x.live_img IS NOT NULL AND x.live_tenant IS NOT DISTINCT FROM $1 END
             FROM (
-                SELECT k.table_name, k.key, s.img AS live_img, s.tenant AS live_tenant,
+                SELECT k.table_name, k.key, s.img AS live_img, s.tenant AS live_tenant, k.entered,
                        CASE WHEN k.target_img <> s.img THEN
                            (SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
                             FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb(
@@ -509,6 +538,29 @@ BEGIN
     IF v_count > 0 THEN
         SELECT pg_catalog.count(*) INTO v_count FROM pg_temp.simtrail_net AS n WHERE n.action = 'conflict';
         RAISE EXCEPTION 'refused: % row(s) left tenant % for another tenant and still live there, so restoring them would change that tenant: %',
+            v_count, p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    -- Rows that entered from another class since the target: deleting them
+    -- from this tenant loses that class's data unless it rewinds too.
+    SELECT pg_catalog.count(*) FILTER (WHERE k.entered ->> 'from' IS NOT NULL AND n.action = 'delete'),
+           pg_catalog.count(*) FILTER (WHERE k.entered ->> 'from' IS NULL AND k.target_img IS NOT NULL
+                                         AND n.live_tenant IS NOT DISTINCT FROM p_tenant)
+      INTO v_count, v_returned
+    FROM pg_temp.simtrail_net AS n
+    JOIN pg_temp.simtrail_keys AS k ON k.table_name = n.table_name AND k.key = n.key
+    WHERE k.entered IS NOT NULL;
+    v_resolved := v_resolved || pg_catalog.jsonb_build_object(
+        'moved_in', pg_catalog.jsonb_build_object('deleted', v_count, 'returned', v_returned));
+    IF v_count > 0 AND NOT p_force THEN
+        SELECT pg_catalog.string_agg(pg_catalog.format('%s %s (from tenant %s)', n.table_name, n.key,
+                                                       n.entered ->> 'from'), '; ')
+          INTO v_problem
+        FROM (SELECT n0.table_name, n0.key, k0.entered FROM pg_temp.simtrail_net AS n0
+              JOIN pg_temp.simtrail_keys AS k0 ON k0.table_name = n0.table_name AND k0.key = n0.key
+              WHERE k0.entered ->> 'from' IS NOT NULL AND n0.action = 'delete'
+              ORDER BY n0.table_name, n0.key::text LIMIT 5) AS n;
+        RAISE EXCEPTION 'refused: % row(s) entered tenant % from another tenant after the target, and rewinding would delete them here: %; rewind with force to delete them (their old tenant is left as it is)',
             v_count, p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
 
@@ -753,6 +805,7 @@ DECLARE
     v_rewind_id bigint;
     v_tables jsonb;
     v_undone bigint;
+    v_moved_in jsonb;
     v_report jsonb;
 BEGIN
     LOOP
@@ -792,7 +845,8 @@ BEGIN
     END LOOP;
 
     v_undone := (v_resolved ->> 'changes_undone')::bigint;
-    v_resolved := v_resolved - 'changes_undone';
+    v_moved_in := v_resolved -> 'moved_in';
+    v_resolved := v_resolved - 'changes_undone' - 'moved_in';
     SELECT coalesce(pg_catalog.jsonb_object_agg(x.table_name, pg_catalog.jsonb_build_object(
                'deleted', x.deleted, 'restored', x.restored, 'reverted', x.reverted)), '{}')
       INTO v_tables
@@ -810,6 +864,9 @@ BEGIN
         'dry_run', p_dry_run,
         'forced', p_force,
         'changes_undone', v_undone,
+        -- Rows that entered since the target: from other tenants (deleted,
+        -- forced) and from no tenant (sent back to no tenant).
+        'moved_in', v_moved_in,
         'rows_drifted', (SELECT pg_catalog.count(*) FROM pg_temp.simtrail_net AS n WHERE n.drift),
         'tables', v_tables,
         'totals', (SELECT pg_catalog.jsonb_build_object(
