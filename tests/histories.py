@@ -109,7 +109,9 @@ def _assign_patient(conn: Conn, a: int, b: int) -> None:
         "                 WHERE q.tenant_id = %(t)s AND q.patient_id = p.patient_id)",
         {
             "t": tenant(conn, b),
-            "p": pick(conn, "SELECT id FROM public.patients WHERE tenant_id IS NULL ORDER BY id", a),
+            "p": pick(
+                conn, "SELECT id FROM public.patients WHERE tenant_id IS NULL ORDER BY id", a
+            ),
         },
     )
 
@@ -292,10 +294,7 @@ def make_histories(
     """Histories of 1-6 transactions of 1-4 operations, some rolled back."""
     # Rare, sweeping operations are drawn less often so histories stay interesting.
     weighted = [
-        kind
-        for kind in OPERATIONS
-        if kind not in exclude
-        for _ in range(1 if kind in rare else 4)
+        kind for kind in OPERATIONS if kind not in exclude for _ in range(1 if kind in rare else 4)
     ]
     operations = st.tuples(st.sampled_from(weighted), st.integers(0, 40), st.integers(0, 40))
     transactions = st.tuples(st.lists(operations, min_size=1, max_size=4), st.booleans())

@@ -167,10 +167,14 @@ def replay_tenant(db: Database, tenant: str) -> dict[str, dict[Key, dict[str, An
     return state
 
 
-def live_tenant_states(db: Database) -> dict[str, dict[str, dict[Key, dict[str, Any]]]]:
+TenantStates = dict[str | None, dict[str, dict[Key, dict[str, Any]]]]
+
+
+def live_tenant_states(db: Database) -> TenantStates:
     """The live rows of every tenant, found through each table's tenant path
-    over the live parents: {tenant: {table: {key: image}}}."""
-    states: dict[str, dict[str, dict[Key, dict[str, Any]]]] = {}
+    over the live parents: {tenant: {table: {key: image}}}. Rows of no tenant
+    are under None."""
+    states: TenantStates = {}
     tables = captured_tables(db)
     with psycopg.connect(db.dsn, autocommit=True, row_factory=dict_row) as conn:
         for name, table in tables.items():
@@ -182,7 +186,7 @@ def live_tenant_states(db: Database) -> dict[str, dict[str, dict[Key, dict[str, 
             # Every fragment is rendered from the catalog and the config.
             query = (
                 f"SELECT {lookup['tenant']} AS tenant, to_jsonb(r) AS img"
-                f" FROM {name} AS r{lookup['joins']} WHERE {lookup['tenant']} IS NOT NULL"
+                f" FROM {name} AS r{lookup['joins']}"
             )
             for r in conn.execute(query.encode()):
                 states.setdefault(r["tenant"], {n: {} for n in tables})[name][

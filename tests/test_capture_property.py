@@ -4,15 +4,24 @@ each tenant's log alone replays to exactly that tenant's live rows."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from tests import histories, logcheck, rewindkit
 from tests.conftest import Database
-from tests.fresh import copy_of
+from tests.fresh import copy_of, settle
 
 EXAMPLES = int(os.environ.get("SIMTRAIL_CAPTURE_EXAMPLES", "60"))
+
+
+@pytest.fixture(autouse=True)
+def _drops_settled() -> Iterator[None]:
+    """Every copy dropped before the server fixture may stop its server."""
+    yield
+    settle()
 
 
 @settings(

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests import histories, rewindkit
+from tests import histories, logcheck, rewindkit
 from tests.conftest import Database
-from tests.fresh import copy_of
+from tests.fresh import copy_of, settle
 
 EXAMPLES = int(os.environ.get("SIMTRAIL_PROPERTY_EXAMPLES", "60"))
 
@@ -71,6 +73,13 @@ def refusal(exc: psycopg.Error) -> str | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _drops_settled() -> Iterator[None]:
+    """Every copy dropped before the server fixture may stop its server."""
+    yield
+    settle()
+
+
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -122,27 +131,32 @@ def test_rewind_to_a_random_cut_is_exact_and_can_be_undone(
 
 
 def check(db: Database, plan: list[tuple[History, int, Cut]], choice: int, after: History) -> None:
-    recorded: list[tuple[str, str, rewindkit.State]] = []
+    recorded: list[tuple[str, str, rewindkit.State, logcheck.TenantStates]] = []
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         for i, (history, who, kind) in enumerate(plan):
             for ops, commit in history:
                 histories.run_transaction(conn, ops, commit)
             tenant = cut_tenant(conn, who)
             at_cut = rewindkit.state(db, tenant)
-            recorded.append((tenant, take_cut(db, conn, tenant, kind, i), at_cut))
+            rows_at_cut = logcheck.live_tenant_states(db)
+            recorded.append((tenant, take_cut(db, conn, tenant, kind, i), at_cut, rows_at_cut))
         for ops, commit in after:
             histories.run_transaction(conn, ops, commit)
-    between = any(
-        kind == "move_patient"
+    drawn = {
+        kind
         for history in [*(h for h, _, _ in plan), after]
         for ops, _ in history
         for kind, _, _ in ops
-    )
+    }
+    # A move between classes, directly or through no class.
+    between = "move_patient" in drawn or {"assign_patient", "unassign_patient"} <= drawn
 
-    tenant, target, at_cut = recorded[choice % len(recorded)]
+    tenant, target, at_cut, rows_at_cut = recorded[choice % len(recorded)]
     before = rewindkit.all_states(db)
+    rows_before = logcheck.live_tenant_states(db)
     log = rewindkit.log_size(db)
     rewindkit.mark(db, tenant, "pre")
+    forced = False
     try:
         report = rewindkit.rewind(db, tenant, target)
     except psycopg.Error as exc:
@@ -157,10 +171,11 @@ def check(db: Database, plan: list[tuple[History, int, Cut]], choice: int, after
         # refuses too.
         try:
             report = rewindkit.rewind(db, tenant, target, force=True)
-        except psycopg.Error as forced:
-            assert forced.sqlstate == "23503" or refusal(forced) == LEFT, forced
+        except psycopg.Error as again:
+            assert again.sqlstate == "23503" or refusal(again) == LEFT, again
             assert rewindkit.all_states(db) == before
             return
+        forced = True
         assert report["moved_in"]["deleted"] > 0
     assert report["mode"] == "replica"
 
@@ -171,6 +186,22 @@ def check(db: Database, plan: list[tuple[History, int, Cut]], choice: int, after
     for other, other_state in before.items():
         if other != tenant:
             assert after_rewind[other] == other_state, other
+
+    # Rows of no tenant are no tenant's to rewind: those that were not the
+    # tenant's at the cut stay exactly as they were …
+    rows_after = logcheck.live_tenant_states(db)
+    empty: dict[str, dict[str, Any]] = {}
+    for table, rows in rows_before.get(None, {}).items():
+        ours = rows_at_cut.get(tenant, {}).get(table, empty)
+        for key, image in rows.items():
+            if key not in ours:
+                assert rows_after.get(None, {}).get(table, empty).get(key) == image, (table, key)
+    # … and those that entered the tenant from no tenant since go back to no
+    # tenant rather than being deleted.
+    if not forced:
+        for table, rows in rows_at_cut.get(None, {}).items():
+            for key in rows.keys() & rows_before.get(tenant, {}).get(table, empty).keys():
+                assert key in rows_after.get(None, {}).get(table, empty), (table, key)
 
     # I6: the rewind is history too; rewinding to just before it undoes it.
     rewindkit.rewind(db, tenant, "mark:pre")

@@ -40,9 +40,7 @@ def loose_patient(db: Database, tenant: str | None, mrn: str) -> str:
         " VALUES (%s, 'sacrum', 'pressure') RETURNING id",
         (pid,),
     )[0]["id"]
-    db.sql(
-        "INSERT INTO public.wound_assessments (wound_id, length_cm) VALUES (%s, 2.5)", (wound,)
-    )
+    db.sql("INSERT INTO public.wound_assessments (wound_id, length_cm) VALUES (%s, 2.5)", (wound,))
     return pid
 
 
