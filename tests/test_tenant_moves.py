@@ -232,3 +232,55 @@ def test_compaction_keeps_a_move_in_from_no_tenant(seeded_db: Database) -> None:
     rewind(db, tenant, "mark:launch")
     assert state(db, tenant) == launched
     assert family(db, pid) == loose
+
+
+def test_rows_added_while_a_row_had_no_tenant_are_not_dragged_back_in(
+    seeded_db: Database,
+) -> None:
+    """A patient leaves the class for no tenant and gets a handover note while
+    it has none. Bringing the patient back would bring the note into the
+    class, and the class never had it: refused, forced or not, and named."""
+    db = seeded_db
+    tenant = rewindkit.tenants(db)[0]
+    pid = loose_patient(db, tenant, "MRN-AWAY")
+    mark(db, tenant, "launch")
+    launched = state(db, tenant)
+    move(db, pid, None)
+    note = db.sql(
+        "INSERT INTO public.handover_notes (patient_id, shift, sbar) VALUES (%s, 'day', '{}')"
+        " RETURNING id",
+        (pid,),
+    )[0]["id"]
+    before, log = rewindkit.all_states(db), rewindkit.log_size(db)
+    for force in (False, True):
+        assert rewindkit.rewind_error(db, tenant, "mark:launch", force=force) == "55000"
+    refused = run_cli("rewind", "--tenant", tenant, "--to", "mark:launch", dsn=db.dsn)
+    assert refused.exit_code == 3 and str(note) in refused.stderr
+    assert "public.handover_notes" in refused.stderr and "no tenant" in refused.stderr
+    assert rewindkit.all_states(db) == before and rewindkit.log_size(db) == log
+    # Once the note is gone, the patient comes back with what it had.
+    db.sql("DELETE FROM public.handover_notes WHERE id = %s", (note,))
+    rewind(db, tenant, "mark:launch")
+    assert state(db, tenant) == launched
+
+
+def test_rows_added_after_the_target_that_left_for_no_tenant_are_deleted(
+    seeded_db: Database,
+) -> None:
+    """A wound added after the mark leaves with its patient for no tenant; the
+    patient was the class's at the mark and comes back, the wound must not."""
+    db = seeded_db
+    tenant = rewindkit.tenants(db)[0]
+    pid = loose_patient(db, tenant, "MRN-AWAY")
+    mark(db, tenant, "launch")
+    launched, at_mark = state(db, tenant), family(db, pid)
+    db.sql(
+        "INSERT INTO public.patient_wounds (patient_id, location, wound_type)"
+        " VALUES (%s, 'heel', 'pressure')",
+        (pid,),
+    )
+    move(db, pid, None)
+    report = rewind(db, tenant, "mark:launch")
+    assert report["tables"]["public.patient_wounds"]["deleted"] == 1
+    assert state(db, tenant) == launched
+    assert family(db, pid) == at_mark

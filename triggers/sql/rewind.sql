@@ -376,10 +376,11 @@ BEGIN
     -- which side of the change an event stands for. One pass over the log
     -- keeps only the first and last event per row; the images of just those
     -- are fetched afterwards, so little beyond the keys is read per change.
-    -- `entered` is set when the row's first change after the target moved it
-    -- into this tenant: {"from": the tenant it left, or null for none}.
+    -- `moves` says how the row changed tenant after the target: "entered"
+    -- when its first change moved it in (the tenant it came from, or null
+    -- for none), "left" when its last change moved it out.
     CREATE TEMP TABLE IF NOT EXISTS simtrail_keys (
-        table_name text, key jsonb, target_img jsonb, last_img jsonb, entered jsonb
+        table_name text, key jsonb, target_img jsonb, last_img jsonb, moves jsonb
     ) ON COMMIT DROP;
     TRUNCATE pg_temp.simtrail_keys;
     EXECUTE pg_catalog.format($q$
@@ -396,7 +397,7 @@ BEGIN
             ) AS e (key, code)
             WHERE %s AND e.key IS NOT NULL
         ), kept AS (
-            INSERT INTO pg_temp.simtrail_keys (table_name, key, target_img, last_img, entered)
+            INSERT INTO pg_temp.simtrail_keys (table_name, key, target_img, last_img, moves)
             SELECT g.table_name, g.key,
                    CASE WHEN g.first_code %% 2 = 0 AND f.moved IS DISTINCT FROM 'in'
                         THEN f.old_data
@@ -409,7 +410,11 @@ BEGIN
                         -- The old-key side of a change: the row is still there
                         -- after it only if the change kept the key.
                         WHEN l.old_pk IS NULL THEN l.new_data END,
-                   CASE WHEN f.moved = 'in' THEN pg_catalog.jsonb_build_object('from', src.tenant_id) END
+                   nullif(CASE WHEN f.moved = 'in'
+                               THEN pg_catalog.jsonb_build_object('entered', src.tenant_id)
+                               ELSE '{}'::jsonb END
+                          || CASE WHEN l.moved = 'out' THEN '{"left": true}'::jsonb ELSE '{}'::jsonb END,
+                          '{}'::jsonb)
             FROM (SELECT ev.table_name, ev.key, pg_catalog.min(ev.code) AS first_code,
                          pg_catalog.max(ev.code) AS last_code
                   FROM events AS ev GROUP BY 1, 2) AS g
@@ -474,7 +479,7 @@ BEGIN
             INSERT INTO pg_temp.simtrail_net
                 (table_name, key, target_img, last_img, live_img, live_tenant, action, drift)
             SELECT x.table_name, x.key, x.target_img, x.last_img, x.live_img, x.live_tenant,
-                   CASE WHEN x.entered IS NOT NULL AND x.target_img IS NOT NULL THEN
+                   CASE WHEN x.moves ? 'entered' AND x.target_img IS NOT NULL THEN
                             -- Entered from no tenant: send it back only if it is
                             -- still here; wherever else it went is not ours.
                             CASE WHEN x.live_tenant IS DISTINCT FROM $1 THEN 'keep'
@@ -490,6 +495,11 @@ BEGIN
                                  WHERE x.live_img -> e.key IS DISTINCT FROM e.value)) THEN 'keep'
                         WHEN x.target_img IS NOT NULL THEN 'revert'
                         WHEN x.live_img IS NOT NULL AND x.live_tenant = $1 THEN 'delete'
+                        -- It did not exist at the target and left for no
+                        -- tenant since: back to not existing. (Left with its
+                        -- parent, it would come back with it.)
+                        WHEN x.live_img IS NOT NULL AND x.live_tenant IS NULL AND x.moves ? 'left'
+                        THEN 'delete'
                         ELSE 'keep' END,
                    -- The live row must be what the log last said it was;
                    -- otherwise someone wrote with the capture triggers off.
@@ -501,7 +511,7 @@ BEGIN
                         -- A row of no tenant now (live_tenant NULL) is not ours.
                         ELSE x.live_img IS NOT NULL AND x.live_tenant IS NOT DISTINCT FROM $1 END
             FROM (
-                SELECT k.table_name, k.key, s.img AS live_img, s.tenant AS live_tenant, k.entered,
+                SELECT k.table_name, k.key, s.img AS live_img, s.tenant AS live_tenant, k.moves,
                        CASE WHEN k.target_img <> s.img THEN
                            (SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
                             FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb(
@@ -541,24 +551,61 @@ BEGIN
             v_count, p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
 
+    -- Rows that left for no tenant come back with the rows that reach their
+    -- tenant through them. One added while its parent had no tenant was
+    -- never this tenant's: it would come in too, and deleting it would
+    -- destroy data no tenant's history holds. Refused, even when forced.
+    FOR r IN
+        SELECT t.relid, t.table_name, t.pk_columns, t.tenant_path -> 'hops' -> 0 AS hop
+        FROM simtrail.captured_tables AS t
+        WHERE t.tenant_path -> 'hops' -> 0 ->> 'parent' IN (
+            SELECT n.table_name FROM pg_temp.simtrail_net AS n
+            WHERE n.live_img IS NOT NULL AND n.live_tenant IS NULL AND n.target_img IS NOT NULL)
+        ORDER BY t.table_name
+    LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.format('%L, c.%I', x, x), ', ')
+          INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS x;
+        EXECUTE pg_catalog.format($q$
+            SELECT pg_catalog.count(*), pg_catalog.string_agg(%1$L || ' ' || z.pk::text, '; ')
+            FROM (SELECT y.pk FROM (
+                      SELECT pg_catalog.jsonb_build_object(%2$s) AS pk FROM %3$s AS c
+                      WHERE pg_catalog.to_jsonb(c.%4$I) IN (
+                          SELECT n.target_img -> %5$L FROM pg_temp.simtrail_net AS n
+                          JOIN pg_temp.simtrail_keys AS k
+                            ON k.table_name = n.table_name AND k.key = n.key
+                          WHERE n.table_name = %6$L AND n.live_img IS NOT NULL
+                            AND n.live_tenant IS NULL AND n.target_img IS NOT NULL
+                            AND NOT coalesce(k.moves ? 'entered', false))) AS y
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_temp.simtrail_keys AS k
+                                    WHERE k.table_name = %1$L AND k.key = y.pk)
+                  ORDER BY y.pk::text LIMIT 5) AS z
+            $q$, r.table_name, v_pk_match, r.relid::regclass, r.hop ->> 'column',
+            r.hop ->> 'parent_column', r.hop ->> 'parent')
+        INTO v_count, v_problem;
+        IF v_count > 0 THEN
+            RAISE EXCEPTION 'refused: row(s) of no tenant were added under rows that left tenant % since the target; those rows come back, and would bring these in too: %; delete or move them first',
+                p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+    END LOOP;
+
     -- Rows that entered from another class since the target: deleting them
     -- from this tenant loses that class's data unless it rewinds too.
-    SELECT pg_catalog.count(*) FILTER (WHERE k.entered ->> 'from' IS NOT NULL AND n.action = 'delete'),
-           pg_catalog.count(*) FILTER (WHERE k.entered ->> 'from' IS NULL AND k.target_img IS NOT NULL
+    SELECT pg_catalog.count(*) FILTER (WHERE k.moves ->> 'entered' IS NOT NULL AND n.action = 'delete'),
+           pg_catalog.count(*) FILTER (WHERE k.moves ->> 'entered' IS NULL AND k.target_img IS NOT NULL
                                          AND n.live_tenant IS NOT DISTINCT FROM p_tenant)
       INTO v_count, v_returned
     FROM pg_temp.simtrail_net AS n
     JOIN pg_temp.simtrail_keys AS k ON k.table_name = n.table_name AND k.key = n.key
-    WHERE k.entered IS NOT NULL;
+    WHERE k.moves ? 'entered';
     v_resolved := v_resolved || pg_catalog.jsonb_build_object(
         'moved_in', pg_catalog.jsonb_build_object('deleted', v_count, 'returned', v_returned));
     IF v_count > 0 AND NOT p_force THEN
         SELECT pg_catalog.string_agg(pg_catalog.format('%s %s (from tenant %s)', n.table_name, n.key,
-                                                       n.entered ->> 'from'), '; ')
+                                                       n.moves ->> 'entered'), '; ')
           INTO v_problem
-        FROM (SELECT n0.table_name, n0.key, k0.entered FROM pg_temp.simtrail_net AS n0
+        FROM (SELECT n0.table_name, n0.key, k0.moves FROM pg_temp.simtrail_net AS n0
               JOIN pg_temp.simtrail_keys AS k0 ON k0.table_name = n0.table_name AND k0.key = n0.key
-              WHERE k0.entered ->> 'from' IS NOT NULL AND n0.action = 'delete'
+              WHERE k0.moves ->> 'entered' IS NOT NULL AND n0.action = 'delete'
               ORDER BY n0.table_name, n0.key::text LIMIT 5) AS n;
         RAISE EXCEPTION 'refused: % row(s) entered tenant % from another tenant after the target, and rewinding would delete them here: %; rewind with force to delete them (their old tenant is left as it is)',
             v_count, p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
