@@ -450,7 +450,7 @@ BEGIN
 
     CREATE TEMP TABLE IF NOT EXISTS simtrail_net (
         table_name text, key jsonb, target_img jsonb, last_img jsonb, live_img jsonb,
-        live_tenant text, action text, drift boolean NOT NULL DEFAULT false
+        live_tenant text, action text, drift boolean NOT NULL DEFAULT false, moves jsonb
     ) ON COMMIT DROP;
     TRUNCATE pg_temp.simtrail_net;
 
@@ -477,7 +477,7 @@ BEGIN
         -- the same value there (columns added since are not compared).
         EXECUTE pg_catalog.format($q$
             INSERT INTO pg_temp.simtrail_net
-                (table_name, key, target_img, last_img, live_img, live_tenant, action, drift)
+                (table_name, key, target_img, last_img, live_img, live_tenant, action, drift, moves)
             SELECT x.table_name, x.key, x.target_img, x.last_img, x.live_img, x.live_tenant,
                    CASE WHEN x.moves ? 'entered' AND x.target_img IS NOT NULL THEN
                             -- Entered from no tenant: send it back only if it is
@@ -509,7 +509,8 @@ BEGIN
                                     SELECT 1 FROM pg_catalog.jsonb_each(x.last_img) AS e
                                     WHERE x.live_img -> e.key IS DISTINCT FROM e.value))
                         -- A row of no tenant now (live_tenant NULL) is not ours.
-                        ELSE x.live_img IS NOT NULL AND x.live_tenant IS NOT DISTINCT FROM $1 END
+                        ELSE x.live_img IS NOT NULL AND x.live_tenant IS NOT DISTINCT FROM $1 END,
+                   x.moves
             FROM (
                 SELECT k.table_name, k.key, s.img AS live_img, s.tenant AS live_tenant, k.moves,
                        CASE WHEN k.target_img <> s.img THEN
@@ -571,12 +572,10 @@ BEGIN
                       SELECT pg_catalog.jsonb_build_object(%2$s) AS pk FROM %3$s AS c
                       WHERE pg_catalog.to_jsonb(c.%4$I) IN (
                           SELECT n.target_img -> %5$L FROM pg_temp.simtrail_net AS n
-                          JOIN pg_temp.simtrail_keys AS k
-                            ON k.table_name = n.table_name AND k.key = n.key
                           WHERE n.table_name = %6$L AND n.live_img IS NOT NULL
                             AND n.live_tenant IS NULL AND n.target_img IS NOT NULL
-                            AND NOT coalesce(k.moves ? 'entered', false))) AS y
-                  WHERE NOT EXISTS (SELECT 1 FROM pg_temp.simtrail_keys AS k
+                            AND NOT coalesce(n.moves ? 'entered', false))) AS y
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_temp.simtrail_net AS k
                                     WHERE k.table_name = %1$L AND k.key = y.pk)
                   ORDER BY y.pk::text LIMIT 5) AS z
             $q$, r.table_name, v_pk_match, r.relid::regclass, r.hop ->> 'column',
@@ -590,22 +589,20 @@ BEGIN
 
     -- Rows that entered from another class since the target: deleting them
     -- from this tenant loses that class's data unless it rewinds too.
-    SELECT pg_catalog.count(*) FILTER (WHERE k.moves ->> 'entered' IS NOT NULL AND n.action = 'delete'),
-           pg_catalog.count(*) FILTER (WHERE k.moves ->> 'entered' IS NULL AND k.target_img IS NOT NULL
+    SELECT pg_catalog.count(*) FILTER (WHERE n.moves ->> 'entered' IS NOT NULL AND n.action = 'delete'),
+           pg_catalog.count(*) FILTER (WHERE n.moves ->> 'entered' IS NULL AND n.target_img IS NOT NULL
                                          AND n.live_tenant IS NOT DISTINCT FROM p_tenant)
       INTO v_count, v_returned
     FROM pg_temp.simtrail_net AS n
-    JOIN pg_temp.simtrail_keys AS k ON k.table_name = n.table_name AND k.key = n.key
-    WHERE k.moves ? 'entered';
+    WHERE n.moves ? 'entered';
     v_resolved := v_resolved || pg_catalog.jsonb_build_object(
         'moved_in', pg_catalog.jsonb_build_object('deleted', v_count, 'returned', v_returned));
     IF v_count > 0 AND NOT p_force THEN
         SELECT pg_catalog.string_agg(pg_catalog.format('%s %s (from tenant %s)', n.table_name, n.key,
                                                        n.moves ->> 'entered'), '; ')
           INTO v_problem
-        FROM (SELECT n0.table_name, n0.key, k0.moves FROM pg_temp.simtrail_net AS n0
-              JOIN pg_temp.simtrail_keys AS k0 ON k0.table_name = n0.table_name AND k0.key = n0.key
-              WHERE k0.moves ->> 'entered' IS NOT NULL AND n0.action = 'delete'
+        FROM (SELECT n0.table_name, n0.key, n0.moves FROM pg_temp.simtrail_net AS n0
+              WHERE n0.moves ->> 'entered' IS NOT NULL AND n0.action = 'delete'
               ORDER BY n0.table_name, n0.key::text LIMIT 5) AS n;
         RAISE EXCEPTION 'refused: % row(s) entered tenant % from another tenant after the target, and rewinding would delete them here: %; rewind with force to delete them (their old tenant is left as it is)',
             v_count, p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
