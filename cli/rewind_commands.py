@@ -109,6 +109,17 @@ def _show_report(report: dict[str, Any], as_json: bool) -> None:
             else ""
         )
     )
+    moved_in = report.get("moved_in") or {}
+    if moved_in.get("deleted"):
+        click.echo(
+            f"{'would delete' if report['dry_run'] else 'deleted'} {moved_in['deleted']} row(s)"
+            " that entered from other tenants (--force)"
+        )
+    if moved_in.get("returned"):
+        click.echo(
+            f"{'would return' if report['dry_run'] else 'returned'} {moved_in['returned']} row(s)"
+            " that entered from no tenant to no tenant"
+        )
     if report["rows_drifted"]:
         click.echo(f"overwrote {report['rows_drifted']} drifted row(s) (--force)")
     if report["dry_run"]:

@@ -3,7 +3,9 @@
 An operation is (kind, a, b): `a` and `b` are small integers that pick rows
 and tenants by position, so hypothesis can shrink a failing history to a few
 readable steps. Every kind runs plain SQL, as an application would; cascades,
-SET NULLs, tenant moves and key changes come from the schema itself.
+SET NULLs and key changes come from the schema itself. Patients move between
+classes and to and from no class at all, with the children that reach their
+tenant through them.
 """
 
 from __future__ import annotations
@@ -83,6 +85,42 @@ def _move_patient(conn: Conn, a: int, b: int) -> None:
     )
 
 
+def _add_loose_patient(conn: Conn, a: int, b: int) -> None:
+    """A patient of no class yet, with children that reach their tenant only
+    through it: when it moves, they move with it."""
+    row = conn.execute(
+        "INSERT INTO public.patients (tenant_id, patient_id, first_name, last_name,"
+        " date_of_birth) VALUES (NULL, %s, 'Lou', %s, '1970-03-03') RETURNING id",
+        (f"MRN-L{b % 5}", f"Loose{a}"),
+    ).fetchone()
+    assert row is not None
+    conn.execute(
+        "INSERT INTO public.handover_notes (patient_id, shift, sbar) VALUES (%s, 'day', %s)",
+        (row[0], json.dumps({"s": f"loose {a}"})),
+    )
+    _add_wound_to(conn, row[0], b)
+
+
+def _assign_patient(conn: Conn, a: int, b: int) -> None:
+    """A patient of no class joins one (from no tenant)."""
+    conn.execute(
+        "UPDATE public.patients AS p SET tenant_id = %(t)s WHERE p.id = %(p)s"
+        " AND NOT EXISTS (SELECT 1 FROM public.patients AS q"
+        "                 WHERE q.tenant_id = %(t)s AND q.patient_id = p.patient_id)",
+        {
+            "t": tenant(conn, b),
+            "p": pick(
+                conn, "SELECT id FROM public.patients WHERE tenant_id IS NULL ORDER BY id", a
+            ),
+        },
+    )
+
+
+def _unassign_patient(conn: Conn, a: int, b: int) -> None:
+    """A patient leaves its class for no tenant, children and all."""
+    conn.execute("UPDATE public.patients SET tenant_id = NULL WHERE id = %s", (patient(conn, a),))
+
+
 def _delete_patient(conn: Conn, a: int, b: int) -> None:
     conn.execute("DELETE FROM public.patients WHERE id = %s", (patient(conn, a),))
 
@@ -104,10 +142,14 @@ def _add_handover(conn: Conn, a: int, b: int) -> None:
 
 
 def _add_wound(conn: Conn, a: int, b: int) -> None:
+    _add_wound_to(conn, patient(conn, a), b)
+
+
+def _add_wound_to(conn: Conn, patient_id: Any, b: int) -> None:
     wound = conn.execute(
         "INSERT INTO public.patient_wounds (patient_id, location, wound_type)"
         " SELECT id, 'heel', 'pressure' FROM public.patients WHERE id = %s RETURNING id",
-        (patient(conn, a),),
+        (patient_id,),
     ).fetchone()
     if wound:
         conn.execute(
@@ -227,6 +269,9 @@ OPERATIONS: dict[str, Callable[[Conn, int, int], None]] = {
     "readmit": _readmit,
     "update_patient": _update_patient,
     "move_patient": _move_patient,
+    "add_loose_patient": _add_loose_patient,
+    "assign_patient": _assign_patient,
+    "unassign_patient": _unassign_patient,
     "delete_patient": _delete_patient,
     "add_vitals": _add_vitals,
     "add_handover": _add_handover,
@@ -244,14 +289,12 @@ OPERATIONS: dict[str, Callable[[Conn, int, int], None]] = {
 
 def make_histories(
     exclude: frozenset[str] = frozenset(),
+    rare: frozenset[str] = frozenset({"truncate_results", "delete_user"}),
 ) -> st.SearchStrategy[list[tuple[list[Op], bool]]]:
     """Histories of 1-6 transactions of 1-4 operations, some rolled back."""
     # Rare, sweeping operations are drawn less often so histories stay interesting.
     weighted = [
-        kind
-        for kind in OPERATIONS
-        if kind not in exclude
-        for _ in range(1 if kind in ("truncate_results", "delete_user") else 4)
+        kind for kind in OPERATIONS if kind not in exclude for _ in range(1 if kind in rare else 4)
     ]
     operations = st.tuples(st.sampled_from(weighted), st.integers(0, 40), st.integers(0, 40))
     transactions = st.tuples(st.lists(operations, min_size=1, max_size=4), st.booleans())

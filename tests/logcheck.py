@@ -11,6 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+from psycopg.rows import dict_row
+
 from tests.conftest import Database
 
 Key = str  # canonical JSON of a primary key
@@ -142,3 +145,51 @@ def live_state(db: Database) -> dict[str, dict[Key, dict[str, Any]]]:
         rows = db.sql(f"SELECT to_jsonb(t.*) AS img FROM {name} AS t")  # catalog-sourced name
         state[name] = {table.key(r["img"]): r["img"] for r in rows}
     return state
+
+
+def replay_tenant(db: Database, tenant: str) -> dict[str, dict[Key, dict[str, Any]]]:
+    """One tenant's rows as its own log alone says they are: a row that left
+    must have an 'out' there, and one that entered an 'in'."""
+    tables = captured_tables(db)
+    state: dict[str, dict[Key, dict[str, Any]]] = {name: {} for name in tables}
+    changes = db.sql(
+        "SELECT table_name, operation, row_pk, old_pk, new_data, moved"
+        " FROM simtrail.changes WHERE tenant_id = %s ORDER BY id",
+        (tenant,),
+    )
+    for change in changes:
+        rows = state[change["table_name"]]
+        old_key = canon(change["old_pk"] or change["row_pk"])
+        if change["operation"] != "INSERT":
+            rows.pop(old_key, None)
+        if change["operation"] in ("INSERT", "UPDATE") and change["moved"] != "out":
+            rows[canon(change["row_pk"])] = change["new_data"]
+    return state
+
+
+TenantStates = dict[str | None, dict[str, dict[Key, dict[str, Any]]]]
+
+
+def live_tenant_states(db: Database) -> TenantStates:
+    """The live rows of every tenant, found through each table's tenant path
+    over the live parents: {tenant: {table: {key: image}}}. Rows of no tenant
+    are under None."""
+    states: TenantStates = {}
+    tables = captured_tables(db)
+    with psycopg.connect(db.dsn, autocommit=True, row_factory=dict_row) as conn:
+        for name, table in tables.items():
+            row = conn.execute(
+                "SELECT simtrail.render_tenant_lookup(%s, 'r') AS l", (json.dumps(table.path),)
+            ).fetchone()
+            assert row is not None
+            lookup = row["l"]
+            # Every fragment is rendered from the catalog and the config.
+            query = (
+                f"SELECT {lookup['tenant']} AS tenant, to_jsonb(r) AS img"
+                f" FROM {name} AS r{lookup['joins']}"
+            )
+            for r in conn.execute(query.encode()):
+                states.setdefault(r["tenant"], {n: {} for n in tables})[name][
+                    table.key(r["img"])
+                ] = r["img"]
+    return states

@@ -125,6 +125,10 @@ BEGIN
              WHERE l.id >= v_first AND l.xact_id = p_xid
                AND l.table_name = v_hop ->> 'parent'
                AND l.tenant_id IS NOT NULL AND l.old_data IS NOT NULL
+               -- Only a parent row that is gone (deleted, or its key changed).
+               -- A parent that moved to no tenant is still there, and its
+               -- children really have no tenant now.
+               AND (l.operation IN ('DELETE', 'TRUNCATE') OR l.old_pk IS NOT NULL)
              ORDER BY 1, l.id DESC) AS p
      WHERE c.xact_id = p_xid AND c.tenant_id IS NULL AND c.table_name = p_table
        AND p.parent_key = (CASE WHEN c.moved = 'in' THEN c.new_data

@@ -231,7 +231,10 @@ BEGIN
     SELECT v_call, w.id, w.net_id, w.changed_at FROM (
         SELECT c.id, c.changed_at,
                pg_catalog.max(c.id) OVER g AS net_id,
-               pg_catalog.count(*) OVER g AS n
+               pg_catalog.count(*) OVER g AS n,
+               -- A rewind reads where a row that moved in came from off the
+               -- two original halves of the move: never fold around one.
+               pg_catalog.bool_or(c.moved IS NOT NULL) OVER g AS moved
         FROM simtrail.changes AS c
         JOIN simtrail.compact_segments AS s
           ON s.call_id = v_call AND s.tenant_id = c.tenant_id AND s.xact_id = c.xact_id
@@ -243,7 +246,7 @@ BEGIN
               WHERE k.id >= v_lo AND k.id < v_hi AND k.old_pk IS NOT NULL)
         WINDOW g AS (PARTITION BY c.tenant_id, c.table_name, s.seg, c.row_pk)
     ) AS w
-    WHERE w.n > 1;
+    WHERE w.n > 1 AND NOT w.moved;
     GET DIAGNOSTICS v_archived = ROW_COUNT;
     SELECT pg_catalog.count(*) INTO v_scanned FROM simtrail.changes AS c
     WHERE c.id >= v_lo AND c.id < v_hi;

@@ -391,6 +391,7 @@ DECLARE
     v_pk_match text;
     v_problem text;
     v_count bigint;
+    v_returned bigint;
     v_undone bigint;
     v_predicate text;
     v_call xid8 := pg_catalog.pg_current_xact_id();
@@ -413,6 +414,9 @@ BEGIN
     -- which side of the change an event stands for. One pass over the log
     -- keeps only the first and last event per row; the images of just those
     -- are fetched afterwards, so little beyond the keys is read per change.
+    -- `moves` says how the row changed tenant after the target: "entered"
+    -- when its first change moved it in (the tenant it came from, or null
+    -- for none), "left" when its last change moved it out.
     EXECUTE pg_catalog.format($q$
         WITH events AS MATERIALIZED (
             SELECT c.table_name, e.key, e.code, c.operation = 'INSERT' AS inserted
@@ -427,20 +431,45 @@ BEGIN
             ) AS e (key, code)
             WHERE %s AND e.key IS NOT NULL
         ), kept AS (
-            INSERT INTO simtrail.rewind_keys (call_id, table_name, key, target_img, last_img)
+            INSERT INTO simtrail.rewind_keys (call_id, table_name, key, target_img, last_img, moves)
             SELECT $1, g.table_name, g.key,
                    CASE WHEN g.first_code %% 2 = 0 AND f.moved IS DISTINCT FROM 'in'
+                        THEN f.old_data
+                        -- Entered from no tenant: it goes back to its image
+                        -- before the move, if it is still here.
+                        WHEN g.first_code %% 2 = 0 AND src.tenant_id IS NULL
                         THEN f.old_data END,
                    CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL
                         WHEN g.last_code %% 2 = 1 THEN l.new_data
                         -- The old-key side of a change: the row is still there
                         -- after it only if the change kept the key.
-                        WHEN l.old_pk IS NULL THEN l.new_data END
+                        WHEN l.old_pk IS NULL THEN l.new_data END,
+                   nullif(CASE WHEN f.moved = 'in'
+                               THEN pg_catalog.jsonb_build_object('entered', src.tenant_id)
+                               ELSE '{}'::jsonb END
+                          || CASE WHEN l.moved = 'out' THEN '{"left": true}'::jsonb ELSE '{}'::jsonb END,
+                          '{}'::jsonb)
             FROM (SELECT ev.table_name, ev.key, pg_catalog.min(ev.code) AS first_code,
                          pg_catalog.max(ev.code) AS last_code
                   FROM events AS ev GROUP BY 1, 2) AS g
             JOIN simtrail.changes AS f ON f.id = g.first_code / 2
             JOIN simtrail.changes AS l ON l.id = g.last_code / 2
+            -- Where a row that moved in came from: the 'out' half its
+            -- transaction logged just before (none when it had no tenant).
+            -- Compaction never folds a row's changes around a move, so both
+            -- halves are originals.
+            LEFT JOIN LATERAL (
+                SELECT o.tenant_id FROM simtrail.changes AS o
+                WHERE f.moved = 'in' AND o.xact_id = f.xact_id AND o.id < f.id
+                  -- A bound, not a filter: the scan runs down from f.id
+                  -- and stops at the first match. After a restore an older
+                  -- generation's transactions are in transactions_history.
+                  AND o.id >= coalesce((SELECT x.first_change_id FROM simtrail.transactions AS x
+                                        WHERE x.xact_id = f.xact_id AND x.first_change_id <= f.id),
+                                       0)
+                  AND o.table_name = f.table_name AND o.row_pk = f.row_pk AND o.moved = 'out'
+                ORDER BY o.id DESC LIMIT 1
+            ) AS src ON true
             RETURNING 1
         )
         SELECT (SELECT pg_catalog.count(*) FROM kept),
@@ -482,9 +511,18 @@ BEGIN
         -- (LATERAL): linear whatever the work table's statistics claim.
         EXECUTE pg_catalog.format($q$
             INSERT INTO simtrail.rewind_net
-                (call_id, table_name, key, target_img, last_img, live_img, live_tenant, action, drift)
+                (call_id, table_name, key, target_img, last_img, live_img, live_tenant, action, drift,
+                 moves)
             SELECT $2, x.table_name, x.key, x.target_img, x.last_img, x.live_img, x.live_tenant,
-                   CASE WHEN x.target_img IS NOT NULL AND x.live_img IS NULL THEN 'restore'
+                   CASE WHEN x.moves ? 'entered' AND x.target_img IS NOT NULL THEN
+                            -- Entered from no tenant: send it back only if it is
+                            -- still here; wherever else it went is not ours.
+                            CASE WHEN x.live_tenant IS DISTINCT FROM $1 THEN 'keep'
+                                 WHEN x.target_img = x.live_img OR NOT EXISTS (
+                                     SELECT 1 FROM pg_catalog.jsonb_each(x.target_img) AS e
+                                     WHERE x.live_img -> e.key IS DISTINCT FROM e.value) THEN 'keep'
+                                 ELSE 'revert' END
+                        WHEN x.target_img IS NOT NULL AND x.live_img IS NULL THEN 'restore'
                         WHEN x.target_img IS NOT NULL AND x.live_tenant IS NOT NULL
                              AND x.live_tenant <> $1 THEN 'conflict'
                         WHEN x.target_img IS NOT NULL AND (x.target_img = x.live_img OR NOT EXISTS (
@@ -492,6 +530,11 @@ BEGIN
                                  WHERE x.live_img -> e.key IS DISTINCT FROM e.value)) THEN 'keep'
                         WHEN x.target_img IS NOT NULL THEN 'revert'
                         WHEN x.live_img IS NOT NULL AND x.live_tenant = $1 THEN 'delete'
+                        -- It did not exist at the target and left for no
+                        -- tenant since: back to not existing. (Left with its
+                        -- parent, it would come back with it.)
+                        WHEN x.live_img IS NOT NULL AND x.live_tenant IS NULL AND x.moves ? 'left'
+                        THEN 'delete'
                         ELSE 'keep' END,
                    -- The live row must be what the log last said it was;
                    -- otherwise someone wrote with the capture triggers off.
@@ -500,9 +543,11 @@ BEGIN
                             OR (x.last_img <> x.live_img AND EXISTS (
                                     SELECT 1 FROM pg_catalog.jsonb_each(x.last_img) AS e
                                     WHERE x.live_img -> e.key IS DISTINCT FROM e.value))
-                        ELSE x.live_img IS NOT NULL AND x.live_tenant = $1 END
+                        -- A row of no tenant now (live_tenant NULL) is not ours.
+                        ELSE x.live_img IS NOT NULL AND x.live_tenant IS NOT DISTINCT FROM $1 END,
+                   x.moves
             FROM (
-                SELECT k.table_name, k.key, s.img AS live_img, s.tenant AS live_tenant,
+                SELECT k.table_name, k.key, s.img AS live_img, s.tenant AS live_tenant, k.moves,
                        CASE WHEN k.target_img <> s.img THEN
                            (SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
                             FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb(
@@ -540,6 +585,64 @@ BEGIN
         SELECT pg_catalog.count(*) INTO v_count FROM simtrail.rewind_net AS n
         WHERE n.call_id = v_call AND n.action = 'conflict';
         RAISE EXCEPTION 'refused: % row(s) left tenant % for another tenant and still live there, so restoring them would change that tenant: %',
+            v_count, p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    -- Rows that left for no tenant come back with the rows that reach their
+    -- tenant through them. One added while its parent had no tenant was
+    -- never this tenant's: it would come in too, and deleting it would
+    -- destroy data no tenant's history holds. Refused, even when forced.
+    FOR r IN
+        SELECT t.relid, t.table_name, t.pk_columns, t.tenant_path -> 'hops' -> 0 AS hop
+        FROM simtrail.captured_tables AS t
+        WHERE t.tenant_path -> 'hops' -> 0 ->> 'parent' IN (
+            SELECT n.table_name FROM simtrail.rewind_net AS n
+            WHERE n.call_id = v_call AND n.live_img IS NOT NULL AND n.live_tenant IS NULL AND n.target_img IS NOT NULL)
+        ORDER BY t.table_name
+    LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.format('%L, c.%I', x, x), ', ')
+          INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS x;
+        EXECUTE pg_catalog.format($q$
+            SELECT pg_catalog.count(*), pg_catalog.string_agg(%1$L || ' ' || z.pk::text, '; ')
+            FROM (SELECT y.pk FROM (
+                      SELECT pg_catalog.jsonb_build_object(%2$s) AS pk FROM %3$s AS c
+                      WHERE pg_catalog.to_jsonb(c.%4$I) IN (
+                          SELECT n.target_img -> %5$L FROM simtrail.rewind_net AS n
+                          WHERE n.call_id = %7$L::xid8 AND n.table_name = %6$L
+                            AND n.live_img IS NOT NULL
+                            AND n.live_tenant IS NULL AND n.target_img IS NOT NULL
+                            AND NOT coalesce(n.moves ? 'entered', false))) AS y
+                  WHERE NOT EXISTS (SELECT 1 FROM simtrail.rewind_net AS k
+                                    WHERE k.call_id = %7$L::xid8 AND k.table_name = %1$L
+                                      AND k.key = y.pk)
+                  ORDER BY y.pk::text LIMIT 5) AS z
+            $q$, r.table_name, v_pk_match, r.relid::regclass, r.hop ->> 'column',
+            r.hop ->> 'parent_column', r.hop ->> 'parent', v_call)
+        INTO v_count, v_problem;
+        IF v_count > 0 THEN
+            RAISE EXCEPTION 'refused: row(s) of no tenant were added under rows that left tenant % since the target; those rows come back, and would bring these in too: %; delete or move them first',
+                p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+    END LOOP;
+
+    -- Rows that entered from another class since the target: deleting them
+    -- from this tenant loses that class's data unless it rewinds too.
+    SELECT pg_catalog.count(*) FILTER (WHERE n.moves ->> 'entered' IS NOT NULL AND n.action = 'delete'),
+           pg_catalog.count(*) FILTER (WHERE n.moves ->> 'entered' IS NULL AND n.target_img IS NOT NULL
+                                         AND n.live_tenant IS NOT DISTINCT FROM p_tenant)
+      INTO v_count, v_returned
+    FROM simtrail.rewind_net AS n
+    WHERE n.call_id = v_call AND n.moves ? 'entered';
+    v_resolved := v_resolved || pg_catalog.jsonb_build_object(
+        'moved_in', pg_catalog.jsonb_build_object('deleted', v_count, 'returned', v_returned));
+    IF v_count > 0 AND NOT p_force THEN
+        SELECT pg_catalog.string_agg(pg_catalog.format('%s %s (from tenant %s)', n.table_name, n.key,
+                                                       n.moves ->> 'entered'), '; ')
+          INTO v_problem
+        FROM (SELECT n0.table_name, n0.key, n0.moves FROM simtrail.rewind_net AS n0
+              WHERE n0.call_id = v_call AND n0.moves ->> 'entered' IS NOT NULL AND n0.action = 'delete'
+              ORDER BY n0.table_name, n0.key::text LIMIT 5) AS n;
+        RAISE EXCEPTION 'refused: % row(s) entered tenant % from another tenant after the target, and rewinding would delete them here: %; rewind with force to delete them (their old tenant is left as it is)',
             v_count, p_tenant, v_problem USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
 
@@ -816,6 +919,7 @@ DECLARE
     v_rewind_id bigint;
     v_tables jsonb;
     v_undone bigint;
+    v_moved_in jsonb;
     v_report jsonb;
 BEGIN
     LOOP
@@ -856,7 +960,8 @@ BEGIN
     END LOOP;
 
     v_undone := (v_resolved ->> 'changes_undone')::bigint;
-    v_resolved := v_resolved - 'changes_undone';
+    v_moved_in := v_resolved -> 'moved_in';
+    v_resolved := v_resolved - 'changes_undone' - 'moved_in';
     SELECT coalesce(pg_catalog.jsonb_object_agg(x.table_name, pg_catalog.jsonb_build_object(
                'deleted', x.deleted, 'restored', x.restored, 'reverted', x.reverted)), '{}')
       INTO v_tables
@@ -876,6 +981,9 @@ BEGIN
         'dry_run', p_dry_run,
         'forced', p_force,
         'changes_undone', v_undone,
+        -- Rows that entered since the target: from other tenants (deleted,
+        -- forced) and from no tenant (sent back to no tenant).
+        'moved_in', v_moved_in,
         'rows_drifted', (SELECT pg_catalog.count(*) FROM simtrail.rewind_net AS n
                          WHERE n.call_id = pg_catalog.pg_current_xact_id() AND n.drift),
         'tables', v_tables,
