@@ -23,9 +23,9 @@ BEGIN
     END IF;
     RETURN QUERY
         SELECT c.id, c.changed_at, c.table_name, c.operation, c.row_pk, c.old_data, c.new_data,
-               c.moved, x.actor, x.rewind_id
-        FROM simtrail.changes AS c
-        LEFT JOIN simtrail.transactions AS x ON x.xact_id = c.xact_id
+               c.moved, c.actor, c.rewind_id
+        -- The view takes each change's actor from its own cluster generation.
+        FROM simtrail.simulation_tenant_changes AS c
         WHERE c.tenant_id = v_tenant
           AND (v_table IS NULL OR c.table_name = v_table)
           AND (p_since IS NULL OR c.changed_at >= p_since)
