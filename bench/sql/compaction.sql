@@ -35,7 +35,8 @@ SELECT t.id::text AS id FROM public.tenants AS t ORDER BY t.id
 SELECT simtrail.tick() AS tick
 
 -- name: mark
-SELECT simtrail.mark(%(tenant)s, %(name)s) AS mark
+-- The probe marks `recent` again at each stage: the newest replaces the old.
+SELECT simtrail.mark(%(tenant)s, %(name)s, true) AS mark
 
 -- name: history
 SELECT (SELECT count(*) FROM simtrail.changes) AS changes,
