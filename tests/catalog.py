@@ -227,3 +227,25 @@ def invoke(dsn: str, *args: str) -> CliResult:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+# The clinic fixture's tenant data: what its config lists and discovery proposes.
+FIXTURE_TABLES = {
+    f"public.{name}"
+    for name in (
+        "patients",
+        "patient_vitals",
+        "patient_medications",
+        "medication_administrations",
+        "patient_notes",
+        "lab_panels",
+        "lab_results",
+        "doctors_orders",
+        "bowel_records",
+        "diabetic_records",
+        "handover_notes",
+        "patient_wounds",
+        "wound_assessments",
+        "patient_care_team",
+    )
+}

@@ -13,28 +13,9 @@ from typing import Any
 
 import psycopg
 
-from tests.catalog import assert_one_line_error, invoke, snapshot
+from tests.catalog import FIXTURE_TABLES, assert_one_line_error, invoke, snapshot
 from tests.conftest import Database, run_cli
 
-FIXTURE_TABLES = {
-    f"public.{name}"
-    for name in (
-        "patients",
-        "patient_vitals",
-        "patient_medications",
-        "medication_administrations",
-        "patient_notes",
-        "lab_panels",
-        "lab_results",
-        "doctors_orders",
-        "bowel_records",
-        "diabetic_records",
-        "handover_notes",
-        "patient_wounds",
-        "wound_assessments",
-        "patient_care_team",
-    )
-}
 NOT_TENANT_DATA = {
     "public.tenants": "the tenant table: tenant_id columns point at it",
     "public.programs": "a catalogue: the tenant table public.tenants points at it through"

@@ -10,29 +10,15 @@ from typing import Any
 import pytest
 
 from simtrail.triggers.installer import latest_version
-from tests.catalog import CAPTURE_TRIGGERS, Catalog, invoke, snapshot, table_contents
+from tests.catalog import (
+    CAPTURE_TRIGGERS,
+    FIXTURE_TABLES,
+    Catalog,
+    invoke,
+    snapshot,
+    table_contents,
+)
 from tests.conftest import Database, run_cli
-
-FIXTURE_TABLES = {
-    f"public.{name}"
-    for name in (
-        "patients",
-        "patient_vitals",
-        "patient_medications",
-        "medication_administrations",
-        "patient_notes",
-        "lab_panels",
-        "lab_results",
-        "doctors_orders",
-        "bowel_records",
-        "diabetic_records",
-        "handover_notes",
-        "patient_wounds",
-        "wound_assessments",
-        "patient_care_team",
-    )
-}
-
 
 DISABLE_VITALS = (
     "UPDATE public.simulation_table_config SET enabled = false WHERE table_name = 'patient_vitals'"
