@@ -375,12 +375,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     GROUP BY t.table_name
 $$;
 
--- Work out a rewind: what each touched row must become, what it is now, and
--- what to do about it. Fills simtrail.rewind_net (rows of this transaction)
--- and returns the resolved target. Raises, changing nothing, on a cross-tenant move or (unless forced)
--- drift.
-CREATE OR REPLACE FUNCTION simtrail.rewind_plan(
-    p_tenant text, p_target text, p_force boolean, p_nearest boolean DEFAULT false)
+-- Every row of the tenant that changed since TARGET: its image at the target
+-- (target_img; NULL when it was not the tenant's then), as the log last saw
+-- it (last_img) and as it is now (live_img, live_tenant), with the action a
+-- rewind would take. Fills simtrail.rewind_net (rows of this transaction) and
+-- returns the resolved target. Rows the log never saw change are as they
+-- were at the target, so this is also how the state at a target is read
+-- (copies at a target, diff, snapshot export). With p_lock the live rows
+-- are locked against the tenant's writers, as a rewind needs.
+CREATE OR REPLACE FUNCTION simtrail.rewind_stage(
+    p_tenant text, p_target text, p_force boolean, p_nearest boolean, p_lock boolean)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -389,9 +393,7 @@ DECLARE
     r record;
     v_lookup jsonb;
     v_pk_match text;
-    v_problem text;
     v_count bigint;
-    v_returned bigint;
     v_undone bigint;
     v_predicate text;
     v_call xid8 := pg_catalog.pg_current_xact_id();
@@ -563,17 +565,37 @@ BEGIN
                 FROM simtrail.rewind_keys AS k
                 LEFT JOIN LATERAL (SELECT pg_catalog.to_jsonb(r.*) AS img, %4$s AS tenant
                                    FROM %1$s AS r%5$s
-                                   WHERE %2$s
-                                   FOR NO KEY UPDATE OF r) AS s ON true
+                                   WHERE %2$s%6$s) AS s ON true
                 WHERE k.call_id = $2 AND k.table_name = %3$L
                 -- A fence: computed once per row, not once per use above.
                 OFFSET 0
             ) AS x
             $q$, r.relid::regclass, v_pk_match, r.table_name, v_lookup ->> 'tenant',
-            v_lookup ->> 'joins')
+            v_lookup ->> 'joins', CASE WHEN p_lock THEN ' FOR NO KEY UPDATE OF r' ELSE '' END)
         USING p_tenant, v_call;
     END LOOP;
     DELETE FROM simtrail.rewind_keys AS k WHERE k.call_id = v_call;
+    RETURN v_resolved;
+END
+$$;
+
+-- Work out a rewind: what each touched row must become, what it is now, and
+-- what to do about it (rewind_stage, locking the live rows). Raises,
+-- changing nothing, on a cross-tenant move or (unless forced) drift.
+CREATE OR REPLACE FUNCTION simtrail.rewind_plan(
+    p_tenant text, p_target text, p_force boolean, p_nearest boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_resolved jsonb;
+    r record;
+    v_pk_match text;
+    v_problem text;
+    v_count bigint;
+    v_returned bigint;
+    v_call xid8 := pg_catalog.pg_current_xact_id();
+BEGIN
+    v_resolved := simtrail.rewind_stage(p_tenant, p_target, p_force, p_nearest, true);
 
     SELECT pg_catalog.count(*),
            pg_catalog.string_agg(pg_catalog.format('%s %s (now in tenant %s)', n.table_name, n.key,
