@@ -30,6 +30,7 @@ FUNCTION_FILES = (
     "sql/rebase.sql",
     "sql/time_targets.sql",
     "sql/rewind.sql",
+    "sql/graph.sql",
     "sql/history.sql",
 )
 # The seed's columns; an adopted table must have at least these.

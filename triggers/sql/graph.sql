@@ -1,0 +1,122 @@
+-- The reference graph among captured tables, and a tenant's rows of one
+-- table now or at a target: what copies, purges, diffs and snapshot exports
+-- are built from. Re-applied by every install (CREATE OR REPLACE).
+
+-- Every reference among captured tables: each foreign key (from pg_constraint)
+-- and each declared reference (simtrail.refs). `columns` of `table_name`
+-- hold the values of `ref_columns` of `ref_table`; `as_text` when a declared
+-- reference keeps the key as text in a column of another type. A declared
+-- reference whose table or columns are gone is left out (doctor reports it).
+CREATE OR REPLACE FUNCTION simtrail.references()
+RETURNS TABLE (table_name text, columns text[], ref_table text, ref_columns text[],
+               kind text, name text, as_text boolean, on_delete text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT tc.table_name,
+           ARRAY(SELECT a.attname::text
+                 FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY AS x(n, o)
+                 JOIN pg_catalog.pg_attribute AS a ON a.attrelid = k.conrelid AND a.attnum = x.n
+                 ORDER BY x.o),
+           tp.table_name,
+           ARRAY(SELECT a.attname::text
+                 FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY AS x(n, o)
+                 JOIN pg_catalog.pg_attribute AS a ON a.attrelid = k.confrelid AND a.attnum = x.n
+                 ORDER BY x.o),
+           'fk', k.conname::text, false, k.confdeltype::text
+    FROM pg_catalog.pg_constraint AS k
+    JOIN simtrail.captured_tables AS tc ON tc.relid = k.conrelid
+    JOIN simtrail.captured_tables AS tp ON tp.relid = k.confrelid
+    WHERE k.contype = 'f'
+    UNION ALL
+    SELECT r.table_name, ARRAY[r.column_name], r.ref_table, ARRAY[r.ref_column],
+           'declared', r.table_name || '.' || r.column_name,
+           ca.atttypid <> pa.atttypid, NULL
+    FROM simtrail.refs AS r
+    JOIN simtrail.captured_tables AS tc ON tc.table_name = r.table_name
+    JOIN simtrail.captured_tables AS tp ON tp.table_name = r.ref_table
+    JOIN pg_catalog.pg_attribute AS ca
+      ON ca.attrelid = tc.relid AND ca.attname = r.column_name AND NOT ca.attisdropped
+    JOIN pg_catalog.pg_attribute AS pa
+      ON pa.attrelid = tp.relid AND pa.attname = r.ref_column AND NOT pa.attisdropped
+$$;
+
+-- A relation (SQL text, to put in a FROM clause) holding tenant p_tenant's
+-- rows of captured table p_table with the table's own row type: as they are
+-- now, or with p_at as they were at the target that simtrail.rewind_stage
+-- staged in simtrail.rewind_net for this transaction. Rows the log saw
+-- change since come from their image at the target; the rest are live rows
+-- the log never saw change, so they are as they were then. A row that was
+-- of no tenant at the target (it entered since) is not in it.
+CREATE OR REPLACE FUNCTION simtrail.tenant_rows_sql(p_table text, p_tenant text, p_at boolean)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t record;
+    v_lookup jsonb;
+    v_pk text;
+    v_call xid8 := pg_catalog.pg_current_xact_id();
+BEGIN
+    SELECT c.relid, c.pk_columns, c.tenant_path INTO t
+    FROM simtrail.captured_tables AS c WHERE c.table_name = p_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not a captured table', p_table USING ERRCODE = 'undefined_table';
+    END IF;
+    v_lookup := simtrail.render_tenant_lookup(t.tenant_path, 's');
+    IF NOT p_at THEN
+        RETURN pg_catalog.format('(SELECT s.* FROM %s AS s%s WHERE %s = %L)',
+                                 t.relid::regclass, v_lookup ->> 'joins', v_lookup ->> 'tenant',
+                                 p_tenant);
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.format('%L, s.%I', c, c), ', ' ORDER BY o)
+      INTO v_pk FROM pg_catalog.unnest(t.pk_columns) WITH ORDINALITY AS u(c, o);
+    RETURN pg_catalog.format(
+        '(SELECT s.* FROM %1$s AS s%2$s WHERE %3$s = %4$L'
+        ' AND NOT EXISTS (SELECT 1 FROM simtrail.rewind_net AS n'
+        '   WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L'
+        '     AND n.key = pg_catalog.jsonb_build_object(%7$s))'
+        ' UNION ALL'
+        ' SELECT j.* FROM simtrail.rewind_net AS n'
+        ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img) AS j'
+        ' WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L'
+        '   AND n.target_img IS NOT NULL AND NOT coalesce(n.moves ? ''entered'', false))',
+        t.relid::regclass, v_lookup ->> 'joins', v_lookup ->> 'tenant', p_tenant, v_call,
+        p_table, v_pk);
+END
+$$;
+
+-- Stage tenant p_tenant's state at p_target (see rewind_stage) for
+-- tenant_rows_sql(…, true), without locking its rows; returns the resolved
+-- target. The caller holds the tenant's lock, or reads in one snapshot
+-- (REPEATABLE READ), so that the live rows and the log agree.
+CREATE OR REPLACE FUNCTION simtrail.stage_state_at(p_tenant text, p_target text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN simtrail.rewind_stage(p_tenant, p_target, false, false, false);
+END
+$$;
+
+-- Done with a staged state: drop this transaction's work rows.
+CREATE OR REPLACE FUNCTION simtrail.unstage_state()
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM simtrail.rewind_net AS n WHERE n.call_id = pg_catalog.pg_current_xact_id()
+$$;
+
+-- Captured tables ordered parents first along foreign keys and declared
+-- references (self-references and cycles do not order; depth is the
+-- longest path from a table that references none of the others).
+CREATE OR REPLACE FUNCTION simtrail.reference_depths()
+RETURNS TABLE (table_name text, depth integer)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE edges AS (
+        SELECT DISTINCT r.table_name AS child, r.ref_table AS parent
+        FROM simtrail.references() AS r WHERE r.table_name <> r.ref_table
+    ), walk (tbl, depth, path) AS (
+        SELECT t.table_name, 0, ARRAY[t.table_name] FROM simtrail.captured_tables AS t
+        UNION ALL
+        SELECT e.child, w.depth + 1, w.path || e.child
+        FROM walk AS w JOIN edges AS e ON e.parent = w.tbl
+        WHERE e.child <> ALL (w.path) AND w.depth < 50
+    )
+    SELECT w.tbl, pg_catalog.max(w.depth)::integer FROM walk AS w GROUP BY w.tbl
+$$;
