@@ -30,6 +30,7 @@ from tests.refkit import (
     stored,
 )
 
+ADD = ("config", "ref", "add")
 MRN_CANDIDATES = [
     {
         "table_name": f"public.{table}",
@@ -165,9 +166,7 @@ def test_text_columns_holding_uuid_and_bigint_keys_are_candidates(seeded_db: Dat
         " --references public.doctors_orders.id"
     )
 
-    added = cli_json(
-        db, "config", "ref", "add", "scan_log.medication_ref", "--references", "patient_medications"
-    )
+    added = cli_json(db, *ADD, "scan_log.medication_ref", "--references", "patient_medications")
     assert added == {
         "table_name": "public.scan_log",
         "column_name": "medication_ref",
@@ -202,29 +201,13 @@ def test_add_counts_values_without_their_row_per_tenant(seeded_db: Database) -> 
         (tenant, foreign, tenant),
     )
     total = int(db.sql("SELECT count(*) AS n FROM public.bowel_records")[0]["n"])
-    added = cli_json(
-        db,
-        "config",
-        "ref",
-        "add",
-        "bowel_records.patient_id",
-        "--references",
-        "patients.patient_id",
-    )
+    added = cli_json(db, *ADD, "bowel_records.patient_id", "--references", "patients.patient_id")
     assert (added["matched"], added["dangling"], added["key"]) == (
         total - 2,
         2,
         "unique per tenant",
     )
-    text = cli_text(
-        db,
-        "config",
-        "ref",
-        "add",
-        "bowel_records.patient_id",
-        "--references",
-        "patients.patient_id",
-    )
+    text = cli_text(db, *ADD, "bowel_records.patient_id", "--references", "patients.patient_id")
     assert text.splitlines() == [
         "declared public.bowel_records.patient_id → public.patients.patient_id (unique per tenant)",
         "replaced the reference to public.patients.patient_id",
@@ -235,15 +218,7 @@ def test_add_counts_values_without_their_row_per_tenant(seeded_db: Database) -> 
 def test_adding_again_replaces_the_declaration(seeded_db: Database) -> None:
     db = seeded_db
     # Bare, qualified or half-qualified names all mean the same stored row.
-    added = cli_json(
-        db,
-        "config",
-        "ref",
-        "add",
-        "public.bowel_records.patient_id",
-        "--references",
-        "public.patients",
-    )
+    added = cli_json(db, *ADD, "public.bowel_records.patient_id", "--references", "public.patients")
     assert added["replaced"] == {"ref_table": "public.patients", "ref_column": "patient_id"}
     assert (added["ref_column"], added["key"], added["as_text"]) == ("id", "primary key", True)
     assert added["matched"] == 0  # MRNs are not row ids: the operator sees it at once
@@ -251,15 +226,7 @@ def test_adding_again_replaces_the_declaration(seeded_db: Database) -> None:
         ("public.bowel_records", "patient_id", "public.patients", "id"),
         FIXTURE_REFS[1],
     ]
-    cli_json(
-        db,
-        "config",
-        "ref",
-        "add",
-        "bowel_records.patient_id",
-        "--references",
-        "public.patients.patient_id",
-    )
+    cli_json(db, *ADD, "bowel_records.patient_id", "--references", "public.patients.patient_id")
     assert refs_of(db) == FIXTURE_REFS
 
 
@@ -329,14 +296,14 @@ def test_ref_add_refusals_write_nothing(
     seeded_db: Database, case: tuple[tuple[str, str], str]
 ) -> None:
     (column, target), message = case
-    line = refused(seeded_db, "config", "ref", "add", column, "--references", target)
+    line = refused(seeded_db, *ADD, column, "--references", target)
     assert message in line, line
 
 
 def test_a_column_with_a_copy_rule_is_not_declared(seeded_db: Database) -> None:
     db = seeded_db
     cli_text(db, "config", "rule", "set", "bowel_records.notes", "--on-copy", "null")
-    line = refused(db, "config", "ref", "add", "bowel_records.notes", "--references", "patients")
+    line = refused(db, *ADD, "bowel_records.notes", "--references", "patients")
     assert line == (
         "public.bowel_records.notes has a copy rule (null), but a copy remaps a reference;"
         " remove the rule first (simtrail config rule remove public.bowel_records.notes)"
@@ -371,15 +338,7 @@ def test_a_refusal_with_json_is_one_json_object(seeded_db: Database) -> None:
 def test_doctor_reports_a_declared_reference_whose_column_is_gone(seeded_db: Database) -> None:
     db = seeded_db
     scan_table(db)
-    cli_text(
-        db,
-        "config",
-        "ref",
-        "add",
-        "scan_log.medication_ref",
-        "--references",
-        "patient_medications.id",
-    )
+    cli_text(db, *ADD, "scan_log.medication_ref", "--references", "patient_medications.id")
     db.sql("ALTER TABLE public.scan_log DROP COLUMN medication_ref")
     listed = {r["column_name"]: r for r in cli_json(db, "config", "ref", "list")}
     assert listed["medication_ref"]["problem"] == "column medication_ref is gone"

@@ -133,11 +133,15 @@ def remove_reference(conn: Conn, column: str) -> dict[str, Any]:
     return _one(conn, "ref_remove", {"table": table, "column": name})
 
 
+def _rows(conn: Conn, name: str) -> list[dict[str, Any]]:
+    with conn.transaction():
+        return [dict(r) for r in conn.execute(_q(name))]
+
+
 def list_references(conn: Conn) -> list[dict[str, Any]]:
     """Every declared reference; `problem` says why one no longer holds (else None)."""
     require_installed(conn)
-    with conn.transaction():
-        return [dict(r) for r in conn.execute(_q("ref_list"))]
+    return _rows(conn, "ref_list")
 
 
 def set_rule(conn: Conn, column: str, rule: str) -> dict[str, Any]:
@@ -154,8 +158,7 @@ def remove_rule(conn: Conn, column: str) -> dict[str, Any]:
 def list_rules(conn: Conn) -> list[dict[str, Any]]:
     """Every copy rule as typed (`on_copy`); `problem` says why one no longer applies."""
     require_installed(conn)
-    with conn.transaction():
-        return [dict(r) for r in conn.execute(_q("rule_list"))]
+    return _rows(conn, "rule_list")
 
 
 def candidates(conn: Conn) -> list[dict[str, Any]]:
@@ -165,5 +168,4 @@ def candidates(conn: Conn) -> list[dict[str, Any]]:
     """
     if installed_version(conn) < REFS_VERSION:
         return []
-    with conn.transaction():
-        return [dict(r) for r in conn.execute(_q("ref_candidates"))]
+    return _rows(conn, "ref_candidates")

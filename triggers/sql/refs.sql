@@ -269,24 +269,34 @@ BEGIN
 END
 $$;
 
--- `simtrail config ref remove TABLE.COLUMN`. Works on the names as stored,
--- so the declaration of a dropped table or column can be removed too.
-CREATE OR REPLACE FUNCTION simtrail.remove_reference(p_table text, p_column text)
+-- Delete the entry of one column from p_store (simtrail.refs or
+-- simtrail.copy_rules) by the names as stored, so the entry of a dropped
+-- table or column can be removed too. Returns the row deleted, or NULL.
+CREATE OR REPLACE FUNCTION simtrail.delete_column_entry(p_store regclass, p_table text, p_column text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_old jsonb;
 BEGIN
-    DELETE FROM simtrail.refs AS r
-    WHERE r.table_name = ANY (simtrail.table_spellings(p_table)) AND r.column_name = p_column
-    RETURNING pg_catalog.jsonb_build_object('table_name', r.table_name, 'column_name', r.column_name,
-                                            'ref_table', r.ref_table, 'ref_column', r.ref_column)
-      INTO v_old;
+    EXECUTE pg_catalog.format('DELETE FROM %s AS r WHERE r.table_name = ANY ($1) AND r.column_name = $2'
+                              ' RETURNING pg_catalog.to_jsonb(r)', p_store)
+       INTO v_old USING simtrail.table_spellings(p_table), p_column;
+    RETURN v_old;
+END
+$$;
+
+-- `simtrail config ref remove TABLE.COLUMN`.
+CREATE OR REPLACE FUNCTION simtrail.remove_reference(p_table text, p_column text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_old jsonb := simtrail.delete_column_entry('simtrail.refs', p_table, p_column);
+BEGIN
     IF v_old IS NULL THEN
         RAISE EXCEPTION '%.% has no declared reference', p_table, pg_catalog.quote_ident(p_column)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN v_old;
+    RETURN v_old - 'added_at' - 'added_by';
 END
 $$;
 
@@ -324,7 +334,8 @@ $$;
 -- *_id or *_ref, neither a foreign key nor declared nor the tenant column,
 -- and every one of their (at least one) non-null values is, as text, a key
 -- of exactly one captured table (per tenant for keys unique per tenant).
--- One query per such column, each an anti-join per key of a fitting type.
+-- Two queries per such column: the values' shape, then an anti-join per
+-- key of a fitting type and shape.
 CREATE OR REPLACE FUNCTION simtrail.reference_candidates()
 RETURNS TABLE (table_name text, column_name text, ref_table text, ref_column text, key text,
                as_text boolean, distinct_values bigint, command text)
@@ -334,6 +345,8 @@ DECLARE
     v_keys jsonb;
     v_found boolean[];
     v_hit jsonb;
+    v_uuids boolean;
+    v_integers boolean;
 BEGIN
     FOR c IN
         SELECT t.table_name AS tbl, t.relid, a.attname::text AS col, a.atttypid
@@ -348,23 +361,33 @@ BEGIN
                           WHERE r.table_name = t.table_name AND r.column_name = a.attname)
         ORDER BY 1, 3
     LOOP
+        -- The values' shape rules out most keys at once (an MRN is no uuid),
+        -- so the anti-joins below run only against keys it could be.
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.count(DISTINCT x.v), pg_catalog.bool_and(x.v ~ %L),'
+            ' pg_catalog.bool_and(x.v ~ ''^-?[0-9]+$'') FROM %s AS x',
+            '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+            simtrail.render_ref_values(c.tbl, c.col))
+           INTO distinct_values, v_uuids, v_integers;
+        CONTINUE WHEN distinct_values = 0;
         SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(k) ORDER BY k.table_name, k.column_name)
           INTO v_keys
         FROM simtrail.reference_keys() AS k
         WHERE simtrail.key_type_fits(c.atttypid, k.type_id)
-          AND NOT (k.relid = c.relid AND k.column_name = c.col);
+          AND NOT (k.relid = c.relid AND k.column_name = c.col)
+          AND (k.type_id <> 'pg_catalog.uuid'::pg_catalog.regtype OR v_uuids)
+          AND (k.type_id NOT IN ('pg_catalog.int4'::pg_catalog.regtype,
+                                 'pg_catalog.int8'::pg_catalog.regtype) OR v_integers);
         CONTINUE WHEN v_keys IS NULL;
         EXECUTE pg_catalog.format(
-            'WITH x AS MATERIALIZED (SELECT DISTINCT x.v, x.tn FROM %s AS x)'
-            ' SELECT ARRAY[%s], (SELECT pg_catalog.count(DISTINCT x.v) FROM x)'
-            ' FROM (SELECT 1) AS one WHERE EXISTS (SELECT 1 FROM x)',
+            'WITH x AS MATERIALIZED (SELECT DISTINCT x.v, x.tn FROM %s AS x) SELECT ARRAY[%s]',
             simtrail.render_ref_values(c.tbl, c.col),
             (SELECT pg_catalog.string_agg(pg_catalog.format(
                         'NOT EXISTS (SELECT 1 FROM x WHERE NOT %s)',
                         simtrail.render_key_found(e ->> 'table_name', e ->> 'column_name',
                                                   e ->> 'tenant_column')), ', ' ORDER BY i)
              FROM pg_catalog.jsonb_array_elements(v_keys) WITH ORDINALITY AS u(e, i)))
-          INTO v_found, distinct_values;
+          INTO v_found;
         CONTINUE WHEN v_found IS NULL;
         SELECT e INTO v_hit
         FROM pg_catalog.jsonb_array_elements(v_keys) WITH ORDINALITY AS u(e, i)
@@ -524,24 +547,19 @@ BEGIN
 END
 $$;
 
--- `simtrail config rule remove TABLE.COLUMN`: the column is copied as is
--- again. Works on the names as stored, like remove_reference.
+-- `simtrail config rule remove TABLE.COLUMN`: the column is copied like
+-- any other again.
 CREATE OR REPLACE FUNCTION simtrail.remove_copy_rule(p_table text, p_column text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_old jsonb;
+    v_old jsonb := simtrail.delete_column_entry('simtrail.copy_rules', p_table, p_column);
 BEGIN
-    DELETE FROM simtrail.copy_rules AS r
-    WHERE r.table_name = ANY (simtrail.table_spellings(p_table)) AND r.column_name = p_column
-    RETURNING pg_catalog.jsonb_build_object('table_name', r.table_name, 'column_name', r.column_name,
-                                            'rule', r.rule, 'expression', r.expression)
-      INTO v_old;
     IF v_old IS NULL THEN
         RAISE EXCEPTION '%.% has no copy rule', p_table, pg_catalog.quote_ident(p_column)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN v_old;
+    RETURN v_old - 'set_at' - 'set_by';
 END
 $$;
 
