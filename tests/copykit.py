@@ -43,7 +43,9 @@ def tables(db: Database) -> list[str]:
 
 def rows_of(db: Database, table: str, tenant: str) -> list[dict[str, Any]]:
     """The tenant's rows of a captured table, as to_jsonb objects."""
-    relation = db.sql("SELECT simtrail.tenant_rows_sql(%s, %s, false) AS r", (table, tenant))[0]["r"]
+    relation = db.sql("SELECT simtrail.tenant_rows_sql(%s, %s, false) AS r", (table, tenant))[0][
+        "r"
+    ]
     query = sql.SQL("SELECT pg_catalog.to_jsonb(x.*) AS row FROM {} AS x").format(sql.SQL(relation))
     return [r["row"] for r in db.sql(query.as_string(None))]
 
@@ -63,8 +65,12 @@ def shape(db: Database, tenant: str) -> dict[str, tuple[int, int]]:
     """Per reference: (rows with a value, rows whose value finds a row of the same tenant)."""
     result: dict[str, tuple[int, int]] = {}
     for ref in db.sql("SELECT * FROM simtrail.references() ORDER BY name"):
-        child = db.sql("SELECT simtrail.tenant_rows_sql(%s, %s, false) AS r", (ref["table_name"], tenant))
-        parent = db.sql("SELECT simtrail.tenant_rows_sql(%s, %s, false) AS r", (ref["ref_table"], tenant))
+        child = db.sql(
+            "SELECT simtrail.tenant_rows_sql(%s, %s, false) AS r", (ref["table_name"], tenant)
+        )
+        parent = db.sql(
+            "SELECT simtrail.tenant_rows_sql(%s, %s, false) AS r", (ref["ref_table"], tenant)
+        )
         child_key = sql.SQL(", ").join(
             sql.SQL("c.{}::text").format(sql.Identifier(c)) for c in ref["columns"]
         )
@@ -94,7 +100,9 @@ def keys_shared(db: Database, source: str, target: str) -> int:
     """How many primary keys of the target's rows are also keys of the source's."""
     shared = 0
     for table in tables(db):
-        pk = db.sql("SELECT pk_columns FROM simtrail.captured_tables WHERE table_name = %s", (table,))
+        pk = db.sql(
+            "SELECT pk_columns FROM simtrail.captured_tables WHERE table_name = %s", (table,)
+        )
         columns = pk[0]["pk_columns"]
 
         def keys(tenant: str, columns: list[str] = columns, table: str = table) -> set[str]:
