@@ -233,13 +233,13 @@ def test_adding_again_replaces_the_declaration(seeded_db: Database) -> None:
 REFUSALS = {
     "table-not-captured": (
         ("public.tenants.name", "patients"),
-        "public.tenants is not captured: only tables enabled in simulation_table_config are copied",
+        "table public.tenants is not captured (not in the config, or disabled)",
     ),
     "ref-table-not-captured": (
         ("bowel_records.notes", "tenants"),
         "public.tenants is not captured",
     ),
-    "no-such-table": (("nosuch.col", "patients"), "table public.nosuch does not exist"),
+    "no-such-table": (("nosuch.col", "patients"), "table public.nosuch is not captured"),
     "no-column-part": (("patients", "patients"), "expected TABLE.COLUMN or SCHEMA.TABLE.COLUMN"),
     "too-many-parts": (("a.b.c.d", "patients"), "expected TABLE.COLUMN or SCHEMA.TABLE.COLUMN"),
     "bad-quoting": (('patients."id', "patients"), "unterminated quoted identifier"),

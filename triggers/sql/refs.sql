@@ -5,39 +5,19 @@
 -- write the tables behind them (EXECUTE and table rights are revoked from
 -- PUBLIC), so no application role can redirect a copy.
 
--- The captured_tables row of p_table: a bare name means public, a
--- qualified one is parsed like an identifier. Raises naming what is wrong.
+-- The captured_tables row of p_table, by simtrail.captured_table's reading
+-- of the name; its refusal is bad input here (a config edit).
 CREATE OR REPLACE FUNCTION simtrail.find_captured(p_table text)
 RETURNS simtrail.captured_tables
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_parts text[];
-    v_rel regclass;
     t simtrail.captured_tables;
 BEGIN
-    BEGIN
-        v_parts := pg_catalog.parse_ident(p_table);
-    EXCEPTION WHEN invalid_parameter_value OR syntax_error THEN
-        v_parts := NULL;
-    END;
-    IF v_parts IS NULL OR pg_catalog.cardinality(v_parts) NOT IN (1, 2) THEN
-        RAISE EXCEPTION '% is not a valid table name', pg_catalog.quote_literal(coalesce(p_table, ''))
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF pg_catalog.cardinality(v_parts) = 1 THEN
-        v_parts := ARRAY['public', v_parts[1]];
-    END IF;
-    v_rel := pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_parts[1], v_parts[2]));
-    SELECT c.* INTO t FROM simtrail.captured_tables AS c WHERE c.relid = v_rel;
-    IF NOT FOUND THEN
-        IF v_rel IS NULL THEN
-            RAISE EXCEPTION 'table %.% does not exist', pg_catalog.quote_ident(v_parts[1]),
-                pg_catalog.quote_ident(v_parts[2]) USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        RAISE EXCEPTION '% is not captured: only tables enabled in simulation_table_config are copied', v_rel
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    SELECT c.* INTO t FROM simtrail.captured_tables AS c
+    WHERE c.table_name = simtrail.captured_table(p_table);
     RETURN t;
+EXCEPTION WHEN undefined_table THEN
+    RAISE EXCEPTION '%', SQLERRM USING ERRCODE = 'invalid_parameter_value';
 END
 $$;
 
