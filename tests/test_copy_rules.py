@@ -8,6 +8,8 @@ executed). Every refusal is one line, exit 2, and stores nothing.
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from typing import Any
 
 import pytest
@@ -293,3 +295,42 @@ def test_app_roles_cannot_write_rules(seeded_db: Database, role: str, statement:
     before = stored(db)
     assert as_app_role(db, role, statement) == "42501"  # insufficient_privilege
     assert stored(db) == before
+
+
+def test_a_clone_applies_the_rules_set_here(seeded_db: Database) -> None:
+    """The rules as `rule set` stores them are what the copy engine runs:
+    expressions naming the source row's columns, bare or as s.col."""
+    db = seeded_db
+    for column, rule in [
+        ("patients.room_number", WRISTBAND),
+        ("patients.diagnosis", "sql:s.last_name || ', ' || first_name"),
+        ("lab_panels.status", "sql:'new'"),
+        ("patient_medications.start_date", "null"),
+    ]:
+        cli_text(db, "config", "rule", "set", column, "--on-copy", rule)
+    source = db.sql("SELECT id::text FROM public.tenants ORDER BY id LIMIT 1")[0]["id"]
+    target = str(uuid.uuid4())
+    db.sql("INSERT INTO public.tenants (id, name) VALUES (%s, 'copy')", (target,))
+    cli_json(db, "clone", "--from", source, "--to", target)
+
+    patients = db.sql(
+        "SELECT room_number, diagnosis, last_name || ', ' || first_name AS expected"
+        " FROM public.patients WHERE tenant_id = %s",
+        (target,),
+    )
+    assert patients
+    assert all(re.fullmatch(r"P\d{8}", p["room_number"]) for p in patients)
+    assert all(p["diagnosis"] == p["expected"] for p in patients)
+    assert db.sql(
+        "SELECT DISTINCT status FROM public.lab_panels WHERE tenant_id = %s", (target,)
+    ) == [{"status": "new"}]
+    assert db.sql(
+        "SELECT count(*) AS n FROM public.patient_medications"
+        " WHERE tenant_id = %s AND start_date IS NOT NULL",
+        (target,),
+    ) == [{"n": 0}]
+    # The source keeps its own values.
+    assert db.sql(
+        "SELECT count(*) AS n FROM public.lab_panels WHERE tenant_id = %s AND status = 'new'",
+        (source,),
+    ) == [{"n": 0}]
