@@ -45,7 +45,9 @@ $$;
 -- staged in simtrail.rewind_net for this transaction. Rows the log saw
 -- change since come from their image at the target; the rest are live rows
 -- the log never saw change, so they are as they were then. A row that was
--- of no tenant at the target (it entered since) is not in it.
+-- of no tenant at the target (it entered since) is not in it. NOT IN, not
+-- NOT EXISTS: the work table looks empty to the planner, which then hashes
+-- it once instead of rescanning it per live row.
 CREATE OR REPLACE FUNCTION simtrail.tenant_rows_sql(p_table text, p_tenant text, p_at boolean)
 RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -70,9 +72,8 @@ BEGIN
       INTO v_pk FROM pg_catalog.unnest(t.pk_columns) WITH ORDINALITY AS u(c, o);
     RETURN pg_catalog.format(
         '(SELECT s.* FROM %1$s AS s%2$s WHERE %3$s = %4$L'
-        ' AND NOT EXISTS (SELECT 1 FROM simtrail.rewind_net AS n'
-        '   WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L'
-        '     AND n.key = pg_catalog.jsonb_build_object(%7$s))'
+        ' AND pg_catalog.jsonb_build_object(%7$s) NOT IN (SELECT n.key FROM simtrail.rewind_net AS n'
+        '   WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L)'
         ' UNION ALL'
         ' SELECT j.* FROM simtrail.rewind_net AS n'
         ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img) AS j'
@@ -119,4 +120,46 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
         WHERE e.child <> ALL (w.path) AND w.depth < 50
     )
     SELECT w.tbl, pg_catalog.max(w.depth)::integer FROM walk AS w GROUP BY w.tbl
+$$;
+
+-- The captured table a name means (bare names are in public), as
+-- captured_tables spells it; raises when it is not captured.
+CREATE OR REPLACE FUNCTION simtrail.captured_table(p_name text)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_parts text[];
+    v_name text;
+BEGIN
+    BEGIN
+        v_parts := pg_catalog.parse_ident(p_name);
+    EXCEPTION WHEN invalid_parameter_value OR syntax_error THEN
+        v_parts := NULL;
+    END;
+    IF v_parts IS NULL OR pg_catalog.cardinality(v_parts) NOT IN (1, 2) THEN
+        RAISE EXCEPTION '% is not a table name', pg_catalog.quote_literal(coalesce(p_name, ''))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.cardinality(v_parts) = 1 THEN
+        v_parts := ARRAY['public', v_parts[1]];
+    END IF;
+    SELECT c.table_name INTO v_name FROM simtrail.captured_tables AS c
+    WHERE c.relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_parts[1], v_parts[2]));
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'table % is not captured (not in the config, or disabled)',
+            pg_catalog.format('%I.%I', v_parts[1], v_parts[2]) USING ERRCODE = 'undefined_table';
+    END IF;
+    RETURN v_name;
+END
+$$;
+
+-- The config's category of a captured table.
+CREATE OR REPLACE FUNCTION simtrail.table_category(p_table text)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT c.category FROM simtrail.captured_tables AS t
+    JOIN simtrail.config_rows() AS r ON r.relid::oid = t.relid
+    JOIN public.simulation_table_config AS c ON c.id = r.config_id
+    WHERE t.table_name = p_table
+    LIMIT 1
 $$;
