@@ -3,7 +3,7 @@ candidates `config discover` and `doctor` point out, and who may write them.
 
 The fixture's legacy charting tables name their patient by MRN
 (`patients.patient_id`, text, unique per tenant) with no foreign key; the
-seeded template declares both (core/clinic/refs.sql), so tests that look for
+seeded template declares them (core/clinic/copy_config.sql), so tests that look for
 candidates remove them first.
 """
 
