@@ -45,7 +45,17 @@ BEGIN
                t.relid AS child, t.pk_columns, t.tenant_path
         FROM simtrail.references() AS f
         JOIN simtrail.captured_tables AS t ON t.table_name = f.table_name
+        JOIN simtrail.captured_tables AS tp ON tp.table_name = f.ref_table
         WHERE f.ref_table IN (SELECT n.table_name FROM simtrail.rewind_net AS n WHERE n.call_id = v_call)
+          -- A declared reference to a column unique only together with the
+          -- tenant column points into the referencing row's own tenant.
+          AND EXISTS (SELECT 1 FROM pg_catalog.pg_index AS i
+                      WHERE i.indrelid = tp.relid AND i.indisunique AND i.indpred IS NULL
+                        AND 0 <> ALL (i.indkey::pg_catalog.int2[])
+                        AND ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute AS a
+                                  WHERE a.attrelid = i.indrelid
+                                    AND a.attnum = ANY (i.indkey::pg_catalog.int2[]))
+                            <@ f.ref_columns)
         ORDER BY f.table_name, f.name
     LOOP
         SELECT pg_catalog.string_agg(
