@@ -23,21 +23,13 @@ def _q(name: str) -> psycopg.sql.SQL:
 
 def since(conn: Conn, tenant: str, target: str) -> dict[str, Any]:
     """Rows inserted, deleted and changed (with their columns) since `target`."""
-    return report_call(
-        conn,
-        _q("diff_since"),
-        {"tenant": tenant, "target": target},
-        rollback=True,
-        setup=_q("repeatable_read"),
-    )
+    return _read(conn, "diff_since", {"tenant": tenant, "target": target})
 
 
 def against(conn: Conn, tenant: str, template: str) -> dict[str, Any]:
     """The clone `tenant` against its template, rows paired through the clone's key map."""
-    return report_call(
-        conn,
-        _q("diff_against"),
-        {"tenant": tenant, "template": template},
-        rollback=True,
-        setup=_q("repeatable_read"),
-    )
+    return _read(conn, "diff_against", {"tenant": tenant, "template": template})
+
+
+def _read(conn: Conn, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    return report_call(conn, _q(name), params, rollback=True, setup=_q("repeatable_read"))

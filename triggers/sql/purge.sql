@@ -152,6 +152,7 @@ DECLARE
     v_plan jsonb;
     r record;
     v_pk_match text;
+    v_keys text;
     v_left bigint;
 BEGIN
     v_plan := simtrail.purge_plan(v_tenant);
@@ -167,27 +168,17 @@ BEGIN
     LOOP
         SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = k.%I', x, x), ' AND ')
           INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS x;
-        EXECUTE pg_catalog.format(
-            'DELETE FROM %1$s AS r USING (SELECT j.* FROM simtrail.rewind_net AS n'
-            ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.key) AS j'
-            ' WHERE n.call_id = $1 AND n.table_name = $2) AS k WHERE %2$s',
-            r.relid::regclass, v_pk_match)
+        v_keys := pg_catalog.format(
+            '(SELECT j.* FROM simtrail.rewind_net AS n'
+            ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%s, n.key) AS j'
+            ' WHERE n.call_id = $1 AND n.table_name = $2)', r.relid::regclass);
+        EXECUTE pg_catalog.format('DELETE FROM %s AS r USING %s AS k WHERE %s',
+                                  r.relid::regclass, v_keys, v_pk_match)
         USING v_call, r.table_name;
-    END LOOP;
-    -- An application trigger may have kept a row (a BEFORE DELETE returning
-    -- NULL): then the class is not gone, and the purge is not done.
-    FOR r IN
-        SELECT t.relid, t.table_name, t.pk_columns FROM simtrail.captured_tables AS t
-        WHERE t.table_name IN (SELECT n.table_name FROM simtrail.rewind_net AS n WHERE n.call_id = v_call)
-        ORDER BY 2
-    LOOP
-        SELECT pg_catalog.string_agg(pg_catalog.format('r.%I = k.%I', x, x), ' AND ')
-          INTO v_pk_match FROM pg_catalog.unnest(r.pk_columns) AS x;
-        EXECUTE pg_catalog.format(
-            'SELECT pg_catalog.count(*) FROM %1$s AS r JOIN (SELECT j.* FROM simtrail.rewind_net AS n'
-            ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.key) AS j'
-            ' WHERE n.call_id = $1 AND n.table_name = $2) AS k ON %2$s',
-            r.relid::regclass, v_pk_match)
+        -- An application trigger may have kept a row (a BEFORE DELETE
+        -- returning NULL): then the class is not gone, and the purge not done.
+        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s AS r JOIN %s AS k ON %s',
+                                  r.relid::regclass, v_keys, v_pk_match)
         INTO v_left USING v_call, r.table_name;
         IF v_left > 0 THEN
             RAISE EXCEPTION 'refused: % row(s) of % were still there after the delete (an application trigger kept them?); nothing was purged',
