@@ -117,7 +117,7 @@ def _show_against(report: dict[str, Any]) -> None:
             "only in template": c["only_in_template"],
             "differ": c["differ"],
             "same": c["same"],
-            "ignored (copy rules)": ", ".join(c["ignored_columns"]),
+            "ignored (made by the copy)": ", ".join(c["ignored_columns"]),
         }
         for name, c in sorted(report["tables"].items())
     ]
@@ -131,7 +131,7 @@ def _show_against(report: dict[str, Any]) -> None:
                     "only in template",
                     "differ",
                     "same",
-                    "ignored (copy rules)",
+                    "ignored (made by the copy)",
                 ],
             )
         )

@@ -266,6 +266,8 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
         "INSERT INTO simtrail.refs (table_name, column_name, ref_table, ref_column)"
         " VALUES ('public.bowel_records', 'patient_ref', 'public.patients', 'id')"
     )
+    # A unique column with a default and no rule: the copy takes the default.
+    db.sql("ALTER TABLE public.patient_vitals ADD COLUMN tag uuid UNIQUE DEFAULT gen_random_uuid()")
     clone = str(uuid.uuid4())
     db.sql("INSERT INTO public.tenants (id, name) VALUES (%s, 'clone')", (clone,))
     db.sql("SELECT simtrail.clone_tenant(%s, %s)", (template, clone))
@@ -273,6 +275,7 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
     fresh = diff_cli(db, clone, "--against", template)
     assert fresh["totals"] == {"only_in_clone": 0, "only_in_template": 0, "differ": 0}
     assert fresh["tables"]["public.lab_panels"]["ignored_columns"] == ["status"]
+    assert fresh["tables"]["public.patient_vitals"]["ignored_columns"] == ["tag"]
     counts = rewindkit.state(db, template)
     assert {t: c["same"] for t, c in fresh["tables"].items()} == {
         t: n for t, (n, _) in counts.items() if n

@@ -92,8 +92,8 @@ $$;
 
 -- The references of captured table p_table that a comparison of copies maps
 -- through the key map: its FKs and declared references among captured
--- tables, and the first hop of its tenant path when no FK covers it. Those
--- touching a column with a copy rule are left out (the rule decides them).
+-- tables, and the first hop of its tenant path when no FK covers it. A copy
+-- remaps a reference even where its column has a copy rule.
 CREATE OR REPLACE FUNCTION simtrail.mapped_references(p_table text)
 RETURNS TABLE (name text, columns text[], ref_table text, ref_columns text[], as_text boolean)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -111,8 +111,28 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                             AND f.columns = ARRAY[t.tenant_path -> 'hops' -> 0 ->> 'column'])
     )
     SELECT r.* FROM refs AS r
-    WHERE NOT EXISTS (SELECT 1 FROM simtrail.copy_rules AS u
-                      WHERE u.table_name = p_table AND u.column_name = ANY (r.columns))
+$$;
+
+-- The columns of captured table p_table whose values a copy makes anew, so
+-- that a clone differs from its template there on purpose: copy rules other
+-- than keep, and a unique column's default (copy_table_plan decides). When
+-- the plan refuses (the config changed since), the copy rules alone.
+CREATE OR REPLACE FUNCTION simtrail.copy_generated_columns(p_table text)
+RETURNS text[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_columns text[];
+BEGIN
+    BEGIN
+        SELECT pg_catalog.array_agg(e ->> 'name' ORDER BY e ->> 'name') INTO v_columns
+        FROM pg_catalog.jsonb_array_elements(simtrail.copy_table_plan(p_table) -> 'columns') AS e
+        WHERE e ->> 'how' IN ('gen', 'null') AND NOT (e ->> 'in_pk')::boolean;
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        SELECT pg_catalog.array_agg(u.column_name ORDER BY u.column_name) INTO v_columns
+        FROM simtrail.copy_rules AS u WHERE u.table_name = p_table AND u.rule <> 'keep';
+    END;
+    RETURN coalesce(v_columns, '{}');
+END
 $$;
 
 -- SQL text of a text[]: what the columns of reference (p_columns of the row
@@ -183,10 +203,10 @@ $$;
 -- template (deleted from the clone, or added to the template since), and
 -- the pairs whose values differ. Rows pair through the clone's key map
 -- (simtrail.copy_keys). Compared: every column but the primary key, the
--- tenant column and columns with a copy rule (listed as ignored: a rule
--- makes them differ on purpose); references are compared through the key
--- map (the clone must hold the clone's key for a copied row, the same
--- value for a row outside the copy).
+-- tenant column and the columns a copy makes anew (copy_generated_columns,
+-- listed as ignored); references are compared through the key map (the
+-- clone must hold the clone's key for a copied row, the same value for a
+-- row outside the copy).
 CREATE OR REPLACE FUNCTION simtrail.diff_against(p_tenant text, p_template text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET extra_float_digits = 1 AS $$
@@ -224,8 +244,7 @@ BEGIN
         SELECT pg_catalog.string_agg(pg_catalog.format('%L, t.%I', c, c), ', ' ORDER BY o),
                pg_catalog.string_agg(pg_catalog.format('%L, c.%I', c, c), ', ' ORDER BY o)
           INTO v_pk_t, v_pk_c FROM pg_catalog.unnest(r.pk_columns) WITH ORDINALITY AS u(c, o);
-        SELECT coalesce(pg_catalog.array_agg(u.column_name::text ORDER BY u.column_name), '{}')
-          INTO v_ignored FROM simtrail.copy_rules AS u WHERE u.table_name = r.table_name;
+        v_ignored := simtrail.copy_generated_columns(r.table_name);
         v_exp := '';
         v_got := '';
         v_ref_columns := '{}';
