@@ -255,7 +255,8 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
     # A copy rule (values differ on purpose) and a declared reference held as text.
     db.sql(
         "INSERT INTO simtrail.copy_rules (table_name, column_name, rule, expression)"
-        " VALUES ('public.lab_panels', 'status', 'sql', '''new''')"
+        " VALUES ('public.lab_panels', 'status', 'sql', '''new'''),"
+        "        ('public.patients', 'patient_id', 'sql', '''C-'' || patient_id')"
     )
     db.sql("ALTER TABLE public.bowel_records ADD COLUMN patient_ref text")
     db.sql(
@@ -264,7 +265,8 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
     )
     db.sql(
         "INSERT INTO simtrail.refs (table_name, column_name, ref_table, ref_column)"
-        " VALUES ('public.bowel_records', 'patient_ref', 'public.patients', 'id')"
+        " VALUES ('public.bowel_records', 'patient_ref', 'public.patients', 'id'),"
+        "        ('public.bowel_records', 'patient_id', 'public.patients', 'patient_id')"
     )
     # A unique column with a default and no rule: the copy takes the default.
     db.sql("ALTER TABLE public.patient_vitals ADD COLUMN tag uuid UNIQUE DEFAULT gen_random_uuid()")
@@ -276,6 +278,7 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
     assert fresh["totals"] == {"only_in_clone": 0, "only_in_template": 0, "differ": 0}
     assert fresh["tables"]["public.lab_panels"]["ignored_columns"] == ["status"]
     assert fresh["tables"]["public.patient_vitals"]["ignored_columns"] == ["tag"]
+    assert fresh["tables"]["public.patients"]["ignored_columns"] == ["patient_id"]
     counts = rewindkit.state(db, template)
     assert {t: c["same"] for t, c in fresh["tables"].items()} == {
         t: n for t, (n, _) in counts.items() if n
@@ -322,14 +325,15 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
         " RETURNING id::text",
         (template,),
     )
-    bowel, ref = db.sql(
-        "SELECT id::text, patient_ref FROM public.bowel_records WHERE tenant_id = %s"
+    bowel, ref, mrn = db.sql(
+        "SELECT id::text, patient_ref, patient_id FROM public.bowel_records WHERE tenant_id = %s"
         " AND patient_ref IS NOT NULL ORDER BY id LIMIT 1",
         (template,),
     )[0].values()
-    # The clone's record pointed back at the template's patient: a leak.
+    # The clone's record pointed back at the template's patient (a leak), and
+    # at an MRN (a unique column, not the key) that no patient has.
     db.sql(
-        "UPDATE public.bowel_records SET patient_ref = %s WHERE id = %s",
+        "UPDATE public.bowel_records SET patient_ref = %s, patient_id = 'MRN-NOPE' WHERE id = %s",
         (ref, clone_of("public.bowel_records", bowel)),
     )
     before = written(db)
@@ -356,7 +360,13 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
         }
     }
     assert differ["public.bowel_records"]["columns"] == {
-        "patient_ref": {"template": ref, "clone": ref, "expected": clone_of("public.patients", ref)}
+        "patient_ref": {
+            "template": ref,
+            "clone": ref,
+            "expected": clone_of("public.patients", ref),
+        },
+        # Through the MRN (a unique column): the clone's patient has a new one.
+        "patient_id": {"template": mrn, "clone": "MRN-NOPE", "expected": f"C-{mrn}"},
     }
     assert written(db) == before
 

@@ -135,14 +135,16 @@ BEGIN
 END
 $$;
 
--- SQL text of a text[]: what the columns of reference (p_columns of the row
--- `t`, a template row) should hold in a clone made by copy p_copy: the
--- clone's key for the row referenced, when that row was copied; else the
--- value itself (a reference out of the copy is kept).
+-- How to read, for reference p_columns of a template row `t`, what the
+-- clone made by copy p_copy should hold there: the clone's key for the row
+-- referenced when that row was copied, else the value itself (a reference
+-- out of the copy is kept). Returns {"join": a LEFT JOIN (alias p_alias)
+-- for the FROM clause after `t`, "expected": SQL of a text[]}. Joins, not
+-- a subquery per row: copy_keys is indexed by copy only.
 CREATE OR REPLACE FUNCTION simtrail.render_mapped_reference(
     p_copy bigint, p_template text, p_columns text[], p_ref_table text, p_ref_columns text[],
-    p_as_text boolean)
-RETURNS text
+    p_as_text boolean, p_alias text)
+RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p record;
@@ -151,49 +153,56 @@ DECLARE
     v_old_key text;
     v_match text;
     v_pk_match text;
+    v_columns text;
+    v_join text;
 BEGIN
     SELECT t.relid, t.pk_columns INTO p FROM simtrail.captured_tables AS t WHERE t.table_name = p_ref_table;
     SELECT pg_catalog.string_agg(pg_catalog.format('(t.%I)::text', c), ', ' ORDER BY o)
       INTO v_same FROM pg_catalog.unnest(p_columns) WITH ORDINALITY AS u(c, o);
     IF (SELECT pg_catalog.array_agg(x ORDER BY x) FROM pg_catalog.unnest(p_ref_columns) AS x)
        = (SELECT pg_catalog.array_agg(x ORDER BY x) FROM pg_catalog.unnest(p.pk_columns) AS x) THEN
-        -- To the primary key: straight through copy_keys (by its index). A key
-        -- held as text is compared as the JSON the key map holds: a string,
-        -- or a number for a numeric key.
+        -- To the primary key: straight through copy_keys. A key held as text
+        -- is compared as the JSON the key map holds: a string, or a number
+        -- for a numeric key.
         SELECT pg_catalog.string_agg(pg_catalog.format('%L, %s', rc,
                    CASE WHEN NOT p_as_text THEN pg_catalog.format('t.%I', cc)
                         WHEN y.typcategory = 'N' THEN pg_catalog.format('(t.%I)::pg_catalog.numeric', cc)
                         ELSE pg_catalog.format('(t.%I)::text', cc) END), ', '),
-               pg_catalog.string_agg(pg_catalog.format('k.new_key ->> %L', rc), ', ')
+               pg_catalog.string_agg(pg_catalog.format('%I.new_key ->> %L', p_alias, rc), ', ')
           INTO v_old_key, v_mapped
           FROM ROWS FROM (pg_catalog.unnest(p_columns), pg_catalog.unnest(p_ref_columns)) AS z(cc, rc)
           JOIN pg_catalog.pg_attribute AS a ON a.attrelid = p.relid AND a.attname = z.rc
           JOIN pg_catalog.pg_type AS y ON y.oid = a.atttypid;
-        RETURN pg_catalog.format(
-            'coalesce((SELECT ARRAY[%1$s] FROM simtrail.copy_keys AS k'
-            ' WHERE k.copy_id = %2$s AND k.table_name = %3$L'
-            '   AND k.old_key = pg_catalog.jsonb_build_object(%4$s)), ARRAY[%5$s])',
-            v_mapped, p_copy, p_ref_table, v_old_key, v_same);
+        v_join := pg_catalog.format(
+            ' LEFT JOIN simtrail.copy_keys AS %1$I ON %1$I.copy_id = %2$s AND %1$I.table_name = %3$L'
+            ' AND %1$I.old_key = pg_catalog.jsonb_build_object(%4$s)',
+            p_alias, p_copy, p_ref_table, v_old_key);
+    ELSE
+        -- To another unique column: the template's row by it, then its clone.
+        SELECT pg_catalog.string_agg(
+                   CASE WHEN p_as_text THEN pg_catalog.format('%I.%I::text = t.%I::text', p_alias, 'old_' || rc, cc)
+                        ELSE pg_catalog.format('%I.%I = t.%I', p_alias, 'old_' || rc, cc) END, ' AND '),
+               pg_catalog.string_agg(pg_catalog.format('o.%I AS %I, (n.%I)::text AS %I',
+                                                       rc, 'old_' || rc, rc, 'new_' || rc), ', '),
+               pg_catalog.string_agg(pg_catalog.format('%I.%I', p_alias, 'new_' || rc), ', ')
+          INTO v_match, v_columns, v_mapped
+          FROM ROWS FROM (pg_catalog.unnest(p_columns), pg_catalog.unnest(p_ref_columns)) AS z(cc, rc);
+        SELECT pg_catalog.string_agg(pg_catalog.format('%L, o.%I', c, c), ', '),
+               pg_catalog.string_agg(pg_catalog.format('n.%I = j.%I', c, c), ' AND ')
+          INTO v_old_key, v_pk_match FROM pg_catalog.unnest(p.pk_columns) AS c;
+        v_join := pg_catalog.format(
+            ' LEFT JOIN (SELECT k.copy_id, %1$s FROM %2$s AS o'
+            '   JOIN simtrail.copy_keys AS k ON k.copy_id = %3$s AND k.table_name = %4$L'
+            '    AND k.old_key = pg_catalog.jsonb_build_object(%5$s)'
+            '   CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%6$s, k.new_key) AS j'
+            '   JOIN %6$s AS n ON %7$s) AS %8$I ON %9$s',
+            v_columns, simtrail.tenant_rows_sql(p_ref_table, p_template, false), p_copy, p_ref_table,
+            v_old_key, p.relid::regclass, v_pk_match, p_alias, v_match);
     END IF;
-    -- To another unique column: find the template's row by it, then its clone.
-    SELECT pg_catalog.string_agg(
-               CASE WHEN p_as_text THEN pg_catalog.format('o.%I::text = t.%I::text', rc, cc)
-                    ELSE pg_catalog.format('o.%I = t.%I', rc, cc) END, ' AND '),
-           pg_catalog.string_agg(pg_catalog.format('(n.%I)::text', rc), ', ')
-      INTO v_match, v_mapped
-      FROM ROWS FROM (pg_catalog.unnest(p_columns), pg_catalog.unnest(p_ref_columns)) AS z(cc, rc);
-    SELECT pg_catalog.string_agg(pg_catalog.format('%L, o.%I', c, c), ', '),
-           pg_catalog.string_agg(pg_catalog.format('n.%I = j.%I', c, c), ' AND ')
-      INTO v_old_key, v_pk_match FROM pg_catalog.unnest(p.pk_columns) AS c;
-    RETURN pg_catalog.format(
-        'coalesce((SELECT ARRAY[%1$s] FROM %2$s AS o'
-        ' JOIN simtrail.copy_keys AS k ON k.copy_id = %3$s AND k.table_name = %4$L'
-        '   AND k.old_key = pg_catalog.jsonb_build_object(%5$s)'
-        ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%6$s, k.new_key) AS j'
-        ' JOIN %6$s AS n ON %7$s'
-        ' WHERE %8$s LIMIT 1), ARRAY[%9$s])',
-        v_mapped, simtrail.tenant_rows_sql(p_ref_table, p_template, false), p_copy, p_ref_table,
-        v_old_key, p.relid::regclass, v_pk_match, v_match, v_same);
+    RETURN pg_catalog.jsonb_build_object(
+        'join', v_join,
+        'expected', pg_catalog.format('CASE WHEN %1$I.copy_id IS NULL THEN ARRAY[%2$s] ELSE ARRAY[%3$s] END',
+                                      p_alias, v_same, v_mapped));
 END
 $$;
 
@@ -220,6 +229,8 @@ DECLARE
     v_pk_c text;
     v_exp text;
     v_got text;
+    v_joins text;
+    v_map jsonb;
     v_ref_columns jsonb;
     v_skip text[];
     v_plain text[];
@@ -251,9 +262,13 @@ BEGIN
         v_skip := r.pk_columns || v_ignored
                   || CASE WHEN pg_catalog.jsonb_array_length(r.tenant_path -> 'hops') = 0
                           THEN ARRAY[r.tenant_path ->> 'tenant_column'] ELSE '{}' END;
-        FOR f IN SELECT * FROM simtrail.mapped_references(r.table_name) ORDER BY 1 LOOP
-            v_exp := v_exp || pg_catalog.format(', %L, %s', f.name, simtrail.render_mapped_reference(
-                         v_copy.id, v_template, f.columns, f.ref_table, f.ref_columns, f.as_text));
+        v_joins := '';
+        FOR f IN SELECT m.*, pg_catalog.row_number() OVER (ORDER BY m.name) AS n
+                 FROM simtrail.mapped_references(r.table_name) AS m ORDER BY m.name LOOP
+            v_map := simtrail.render_mapped_reference(v_copy.id, v_template, f.columns, f.ref_table,
+                                                      f.ref_columns, f.as_text, 'm' || f.n);
+            v_joins := v_joins || (v_map ->> 'join');
+            v_exp := v_exp || pg_catalog.format(', %L, %s', f.name, v_map ->> 'expected');
             v_got := v_got || pg_catalog.format(', %L, ARRAY[%s]', f.name,
                          (SELECT pg_catalog.string_agg(pg_catalog.format('(c.%I)::text', x), ', ' ORDER BY o)
                           FROM pg_catalog.unnest(f.columns) WITH ORDINALITY AS u(x, o)));
@@ -267,9 +282,12 @@ BEGIN
 
         EXECUTE pg_catalog.format($q$
             WITH t AS (
-                SELECT pg_catalog.jsonb_build_object(%1$s) AS key, pg_catalog.to_jsonb(t.*) AS img,
-                       pg_catalog.jsonb_build_object(%3$s) AS refs
-                FROM %5$s AS t
+                SELECT z.*, km.copy_id IS NOT NULL AS mapped FROM (
+                    SELECT pg_catalog.jsonb_build_object(%1$s) AS key, pg_catalog.to_jsonb(t.*) AS img,
+                           pg_catalog.jsonb_build_object(%3$s) AS refs
+                    FROM %5$s AS t%7$s) AS z
+                LEFT JOIN simtrail.copy_keys AS km
+                  ON km.copy_id = $1 AND km.table_name = $2 AND km.old_key = z.key
             ), c AS (
                 SELECT z.*, k.old_key FROM (
                     SELECT pg_catalog.jsonb_build_object(%2$s) AS key, pg_catalog.to_jsonb(c.*) AS img,
@@ -278,7 +296,7 @@ BEGIN
                 LEFT JOIN simtrail.copy_keys AS k
                   ON k.copy_id = $1 AND k.table_name = $2 AND k.new_key = z.key
             ), p AS (
-                SELECT t.key AS tkey, t.img AS timg, t.refs AS trefs,
+                SELECT t.key AS tkey, t.img AS timg, t.refs AS trefs, t.mapped,
                        c.key AS ckey, c.img AS cimg, c.refs AS crefs, c.old_key
                 FROM t FULL JOIN c ON c.old_key = t.key
             ), q AS (
@@ -311,10 +329,8 @@ BEGIN
                     FROM p WHERE p.tkey IS NULL),
                 'only_in_template', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                         'table', $2, 'key', p.tkey, 'row', p.timg,
-                        'why', CASE WHEN EXISTS (SELECT 1 FROM simtrail.copy_keys AS k
-                                                 WHERE k.copy_id = $1 AND k.table_name = $2
-                                                   AND k.old_key = p.tkey)
-                                    THEN 'deleted from the clone' ELSE 'added to the template' END)
+                        'why', CASE WHEN p.mapped THEN 'deleted from the clone'
+                                    ELSE 'added to the template' END)
                         ORDER BY p.tkey::text), '[]')
                     FROM p WHERE p.ckey IS NULL),
                 'differ', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -323,7 +339,7 @@ BEGIN
                     FROM q WHERE q.cols IS NOT NULL))
             $q$, v_pk_t, v_pk_c, pg_catalog.ltrim(v_exp, ', '), pg_catalog.ltrim(v_got, ', '),
             simtrail.tenant_rows_sql(r.table_name, v_template, false),
-            simtrail.tenant_rows_sql(r.table_name, v_clone, false))
+            simtrail.tenant_rows_sql(r.table_name, v_clone, false), v_joins)
         INTO v_part USING v_copy.id, r.table_name, v_plain, v_ref_columns, v_ignored;
         IF (v_part #>> '{counts,only_in_clone}')::bigint + (v_part #>> '{counts,only_in_template}')::bigint
            + (v_part #>> '{counts,differ}')::bigint + (v_part #>> '{counts,same}')::bigint > 0 THEN
