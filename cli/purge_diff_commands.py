@@ -17,7 +17,7 @@ from simtrail.cli.options import (
     tenant_option,
     tz_option,
 )
-from simtrail.cli.output import emit_json, short, table
+from simtrail.cli.output import emit_json, per_table, short, table
 from simtrail.cli.rewind_commands import typed_target
 from simtrail.triggers import diffing, purging
 
@@ -44,11 +44,7 @@ def purge(app: App, tenant: str, dry_run: bool, as_json: bool) -> None:
     if as_json:
         emit_json(report)
         return
-    rows = [
-        {"table": name, "deleted": c["deleted"]} for name, c in sorted(report["tables"].items())
-    ]
-    if rows:
-        click.echo(table(rows, ["table", "deleted"]))
+    per_table(report["tables"], ["deleted"])
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {report['totals']['deleted']} rows of tenant {report['tenant']}")
     for effect in report["untracked"]:
@@ -59,7 +55,7 @@ def purge(app: App, tenant: str, dry_run: bool, as_json: bool) -> None:
         )
     if dry_run:
         click.echo("dry run: nothing was changed")
-    elif rows:
+    elif report["tables"]:
         click.echo(
             "to undo: simtrail rewind --tenant T --to mark:NAME (a mark taken before the purge)"
         )
@@ -77,9 +73,7 @@ def _show_since(report: dict[str, Any]) -> None:
             f"warning: capture of {gap['table']} was off from {gap['from']} to {gap['to']};"
             " writes then are not in this diff"
         )
-    rows = [{"table": name, **counts} for name, counts in sorted(report["tables"].items())]
-    if rows:
-        click.echo(table(rows, ["table", "inserted", "deleted", "changed"]))
+    per_table(report["tables"], ["inserted", "deleted", "changed"])
     totals = report["totals"]
     click.echo(
         f"{report['changes_since']} changes logged since the target; rows inserted:"

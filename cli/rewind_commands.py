@@ -18,7 +18,7 @@ from simtrail.cli.options import (
     tenant_option,
     tz_option,
 )
-from simtrail.cli.output import cell, emit_json, short, table
+from simtrail.cli.output import cell, emit_json, per_table, short, table
 from simtrail.db import Conn
 from simtrail.times import EXAMPLE, NotATimeError, parse_time, zone_info
 from simtrail.triggers import rewinding
@@ -96,9 +96,7 @@ def _show_report(report: dict[str, Any], as_json: bool) -> None:
         f"({resolved['resolved_by']}, {resolved.get('at')})"
     )
     click.echo(f"precision: {resolved['precision']}")
-    rows = [{"table": name, **counts} for name, counts in sorted(report["tables"].items())]
-    if rows:
-        click.echo(table(rows, ["table", "deleted", "restored", "reverted"]))
+    per_table(report["tables"], ["deleted", "restored", "reverted"])
     totals = report["totals"]
     click.echo(
         f"{verb} undo {report['changes_undone']} changes: delete {totals['deleted']}, "
