@@ -31,6 +31,7 @@ FUNCTION_FILES = (
     "sql/time_targets.sql",
     "sql/rewind.sql",
     "sql/graph.sql",
+    "sql/snapshot.sql",
     "sql/history.sql",
 )
 # The seed's columns; an adopted table must have at least these.
