@@ -40,28 +40,31 @@ def write_new_file(out: Path, text: str, *, replace: bool) -> None:
     `out` exists, so a file that appeared meanwhile is not overwritten)."""
     temp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        _write_then_move(temp, out, text, replace)
     except OSError as exc:
-        raise SimtrailError(f"cannot write {out}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(temp, out)
-            return
-        try:
-            os.link(temp, out)
-        except FileExistsError:
-            _refuse_existing(out)
-        except OSError:
-            # No hard links on this file system: check, then rename.
-            if out.exists():
-                _refuse_existing(out)
-            os.replace(temp, out)
+        raise SimtrailError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _write_then_move(temp: Path, out: Path, text: str, replace: bool) -> None:
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if replace:
+        os.replace(temp, out)
+        return
+    try:
+        os.link(temp, out)
+    except FileExistsError:
+        _refuse_existing(out)
+    except OSError:
+        # No hard links on this file system: check, then rename.
+        if out.exists():
+            _refuse_existing(out)
+        os.replace(temp, out)
 
 
 @snapshot.command("export")
