@@ -32,6 +32,10 @@ FUNCTION_FILES = (
     "sql/rewind.sql",
     "sql/graph.sql",
     "sql/snapshot.sql",
+    "sql/copy.sql",
+    "sql/copy_phases.sql",
+    "sql/copy_insert.sql",
+    "sql/clone.sql",
     "sql/history.sql",
 )
 # The seed's columns; an adopted table must have at least these.
