@@ -373,3 +373,39 @@ def test_a_missing_file_is_a_usage_error(seeded_db: Database, tmp_path: Path) ->
     )
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
+
+
+def test_staged_rows_drop_generated_columns_and_default_missing_ones(seeded_db: Database) -> None:
+    db = seeded_db
+    doc = {
+        "patients": [
+            {
+                "id": "0A5D1C2E-0000-4000-8000-000000000001",
+                "full_name": "ignored",
+                "first_name": "Ada",
+                "last_name": "Old",
+                "patient_id": "MRN-OLD",
+                "date_of_birth": "1950-02-03",
+            }
+        ],
+        "public.lab_results": [],
+    }
+    conn = db.connect("stage", autocommit=False)
+    with conn.transaction(force_rollback=True):
+        summary = conn.execute(
+            b"SELECT simtrail.stage_snapshot(%s::jsonb, false) AS s", (json.dumps(doc),)
+        ).fetchone()
+        staged = conn.execute(b"SELECT table_name, key, img FROM simtrail.copy_rows").fetchall()
+    assert summary is not None
+    assert summary["s"] == {
+        "tables": {"public.patients": 1, "public.lab_results": 0},
+        "skipped": [],
+    }
+    assert len(staged) == 1
+    row = staged[0]
+    # The key as to_jsonb spells it, so references to it match.
+    assert row["key"] == {"id": "0a5d1c2e-0000-4000-8000-000000000001"}
+    img = row["img"]
+    assert "full_name" not in img
+    assert img["acuity"] == "stable" and img["allergies"] == [] and img["admission_details"] == {}
+    assert img["tenant_id"] is None and img["created_at"] is not None

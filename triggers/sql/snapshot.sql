@@ -124,8 +124,9 @@ END
 $$;
 
 -- Check a snapshot document and stage its rows in simtrail.copy_rows for
--- this transaction (img: the row's real columns as given, generated ones
--- dropped, values passed through the column types; key: its primary key).
+-- this transaction (img: the row's real columns, generated ones dropped,
+-- missing ones at their defaults, values passed through the column types;
+-- key: its primary key).
 -- Raises invalid_parameter_value, naming the table, row and column, for
 -- anything but an object of captured tables each holding an array of rows
 -- that have their primary key, only known columns and values of the
@@ -143,6 +144,7 @@ DECLARE
     v_pk text;
     v_bad record;
     v_stage text;
+    v_defaults text;
     r record;
 BEGIN
     IF p_doc IS NULL OR pg_catalog.jsonb_typeof(p_doc) <> 'object' THEN
@@ -208,17 +210,27 @@ BEGIN
 
         SELECT pg_catalog.string_agg(pg_catalog.format('%L, r.%I', c, c), ', ' ORDER BY o)
           INTO v_pk FROM pg_catalog.unnest(r.pk_columns) WITH ORDINALITY AS u(c, o);
+        -- A column the row does not give takes its default, as an INSERT
+        -- naming only the given columns would (a snapshot older than the
+        -- column); the key is always given.
+        SELECT pg_catalog.string_agg(pg_catalog.format(
+                   ' || CASE WHEN e.row ? %1$L THEN ''{}''::pg_catalog.jsonb'
+                   ' ELSE pg_catalog.jsonb_build_object(%1$L, pg_catalog.to_jsonb(CAST((%2$s) AS %3$s))) END',
+                   a.attname, simtrail.column_default_sql(r.relid, a.attname),
+                   pg_catalog.format_type(a.atttypid, a.atttypmod)), '' ORDER BY a.attnum)
+          INTO v_defaults
+        FROM pg_catalog.pg_attribute AS a
+        WHERE a.attrelid = r.relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+          AND a.attname::text <> ALL (r.pk_columns)
+          AND simtrail.column_default_sql(r.relid, a.attname) IS NOT NULL;
         -- Values pass through the column types, so that they are spelled as
         -- to_jsonb spells them (the keys a reference holds then match) and a
         -- value the type refuses is refused here, naming its row.
         v_stage := pg_catalog.format($q$
-            SELECT $1, %1$L, pg_catalog.jsonb_build_object(%2$s),
-                   (SELECT pg_catalog.jsonb_object_agg(j.key, j.value)
-                    FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb(r)) AS j
-                    WHERE e.row ? j.key AND j.key <> ALL ($3))
+            SELECT $1, %1$L, pg_catalog.jsonb_build_object(%2$s), (pg_catalog.to_jsonb(r) - $3)%4$s
             FROM pg_catalog.jsonb_array_elements($2) AS e(row)
             CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%3$s, e.row) AS r
-            $q$, r.table_name, v_pk, r.relid::regclass);
+            $q$, r.table_name, v_pk, r.relid::regclass, coalesce(v_defaults, ''));
         BEGIN
             EXECUTE 'INSERT INTO simtrail.copy_rows (call_id, table_name, key, img) ' || v_stage
                 USING v_call, r.doc_rows, r.generated_columns;
