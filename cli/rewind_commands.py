@@ -136,8 +136,8 @@ def read_time(conn: Conn, text: str, tz: str | None) -> dt.datetime:
     return parsed.value
 
 
-def read_target(conn: Conn, target: str, tz: str | None) -> str:
-    """A target as SQL takes it: mark:NAME and change:ID as typed, a time with its offset."""
+def typed_target(conn: Conn, target: str, tz: str | None) -> str:
+    """A target as typed (mark:, change: or a time) in the form the SQL side reads."""
     if target.startswith(("mark:", "change:")):
         return target
     try:
@@ -161,7 +161,7 @@ def _rewind(
     tz: str | None = None,
 ) -> None:
     with app.connect("rewind") as conn:
-        target = read_target(conn, target, tz)
+        target = typed_target(conn, target, tz)
         report = rewinding.rewind(
             conn, tenant, target, dry_run=dry_run, force=force, nearest=nearest
         )

@@ -20,7 +20,7 @@ from simtrail.cli.options import (
     tz_option,
 )
 from simtrail.cli.output import emit_json, table
-from simtrail.cli.rewind_commands import read_target
+from simtrail.cli.rewind_commands import typed_target
 from simtrail.errors import SimtrailError
 from simtrail.triggers import snapshots
 
@@ -101,7 +101,7 @@ def snapshot_export(
     if out is not None and out.exists() and not force:
         _refuse_existing(out)
     with app.connect("snapshot") as conn:
-        at = read_target(conn, target, tz) if target is not None else None
+        at = typed_target(conn, target, tz) if target is not None else None
         exported = snapshots.export(conn, tenant, at)
     if out is None:
         click.echo(exported.text)

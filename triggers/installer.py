@@ -36,6 +36,7 @@ FUNCTION_FILES = (
     "sql/copy_phases.sql",
     "sql/copy_insert.sql",
     "sql/clone.sql",
+    "sql/subtree.sql",
     "sql/history.sql",
 )
 # The seed's columns; an adopted table must have at least these.

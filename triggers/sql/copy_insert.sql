@@ -66,7 +66,7 @@ BEGIN
     FOR k IN
         SELECT con.conname, con.confrelid::regclass AS parent,
                (SELECT pg_catalog.string_agg(pg_catalog.format('p.%I = c.%I', pa.attname, ca.attname), ' AND ')
-                FROM pg_catalog.unnest(con.conkey, con.confkey) AS z(cn, pn)
+                FROM ROWS FROM (pg_catalog.unnest(con.conkey), pg_catalog.unnest(con.confkey)) AS z(cn, pn)
                 JOIN pg_catalog.pg_attribute AS ca ON ca.attrelid = con.conrelid AND ca.attnum = z.cn
                 JOIN pg_catalog.pg_attribute AS pa ON pa.attrelid = con.confrelid AND pa.attnum = z.pn)
                    AS match,
