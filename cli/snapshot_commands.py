@@ -6,11 +6,11 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from simtrail.cli.app import App
+from simtrail.cli.copy_commands import show_copy
 from simtrail.cli.options import (
     dry_run_option,
     json_option,
@@ -19,7 +19,7 @@ from simtrail.cli.options import (
     tenant_option,
     tz_option,
 )
-from simtrail.cli.output import emit_json, table
+from simtrail.cli.output import emit_json
 from simtrail.cli.rewind_commands import typed_target
 from simtrail.errors import SimtrailError
 from simtrail.triggers import snapshots
@@ -134,7 +134,13 @@ def snapshot_export(
     is_flag=True,
     help="Leave out (and list) tables the document holds that are not captured here.",
 )
-@click.option("--mark", "mark_name", help="Name of the mark taken on the tenant after the load.")
+@click.option(
+    "--mark",
+    "mark_name",
+    default="launch",
+    show_default=True,
+    help="The mark taken on the tenant at the end, for `simtrail reset`.",
+)
 @dry_run_option
 @json_option
 @names_database
@@ -144,7 +150,7 @@ def snapshot_import(
     file: str,
     to_tenant: str,
     skip_unknown: bool,
-    mark_name: str | None,
+    mark_name: str,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -167,28 +173,18 @@ def snapshot_import(
             mark=mark_name,
             source=source,
         )
-    if as_json:
-        emit_json(report)
-        return
-    _show_import(report, dry_run)
-
-
-def _show_import(report: dict[str, Any], dry_run: bool) -> None:
-    tables = report.get("tables") or {}
-    rows = [
-        {"table": name, **(counts if isinstance(counts, dict) else {"rows": counts})}
-        for name, counts in sorted(tables.items())
-    ]
-    if rows:
-        click.echo(table(rows, list(rows[0])))
-    for name in report.get("skipped_tables") or []:
-        click.echo(f"skipped {name}: not captured here (--skip-unknown)")
-    differences = report.get("differences") or {}
-    for what, items in sorted(differences.items()):
-        if items:
-            click.echo(f"note: {what.replace('_', ' ')}: {len(items)}", err=True)
-    if dry_run:
-        click.echo("dry run: nothing was changed")
+    if not as_json:
+        # With --json the report holds both.
+        for name in report["skipped_tables"]:
+            click.echo(f"simtrail: warning: skipped {name}: not captured here", err=True)
+        for what, items in sorted((report["differences"] or {}).items()):
+            if items:
+                click.echo(
+                    f"simtrail: warning: {len(items)} {what.replace('_', ' ')}"
+                    " (the references and rules here were applied; see --json)",
+                    err=True,
+                )
+    show_copy(report, as_json, source=source)
 
 
 def register(group: click.Group) -> None:

@@ -313,19 +313,12 @@ CREATE OR REPLACE FUNCTION simtrail.import_snapshot(p_doc jsonb, p_to text, p_op
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := simtrail.copy_options(p_options, ARRAY['dry_run', 'mark', 'skip_unknown']);
     v_staged jsonb;
     v_source jsonb;
     v_report jsonb;
 BEGIN
-    IF pg_catalog.jsonb_typeof(v_options) <> 'object' THEN
-        RAISE EXCEPTION 'import options are a JSON object, not %', pg_catalog.jsonb_typeof(v_options)
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF coalesce(pg_catalog.jsonb_typeof(v_options -> 'skip_unknown'), 'boolean') <> 'boolean' THEN
-        RAISE EXCEPTION 'option skip_unknown is true or false, not %', v_options -> 'skip_unknown'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM simtrail.markable_tenant(p_to);
     v_staged := simtrail.stage_snapshot(p_doc, coalesce((v_options ->> 'skip_unknown')::boolean, false));
     -- What simtrail.copies keeps about the source: the document's own
     -- metadata, less what would only repeat the rows or the configuration.
@@ -336,7 +329,7 @@ BEGIN
     v_report := simtrail.copy_staged('import', NULL, v_source, p_to, v_options - 'skip_unknown');
     DELETE FROM simtrail.copy_rows AS c WHERE c.call_id = pg_catalog.pg_current_xact_id();
     RETURN v_report || pg_catalog.jsonb_build_object(
-        'document', v_source -> 'document', 'skipped_tables', v_staged -> 'skipped',
+        'skipped_tables', v_staged -> 'skipped',
         'differences', simtrail.snapshot_differences(p_doc -> 'snapshot_metadata'));
 END
 $$;
