@@ -4,7 +4,6 @@ import refuses a bad document whole, and round-trips into a new tenant."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -161,13 +160,7 @@ def edit_after_mark(db: Database, tenant: str) -> None:
 def test_export_at_a_mark_is_the_export_taken_when_the_mark_was(seeded_db: Database) -> None:
     db = seeded_db
     tenant = rewindkit.tenants(db)[0]
-    boundary = db.sql("SELECT max(id) AS id FROM simtrail.changes WHERE tenant_id = %s", (tenant,))[
-        0
-    ]["id"]
-    db.sql("SELECT simtrail.tick(interval '1 second')")
-    time.sleep(0.05)
-    cut = db.sql("SELECT clock_timestamp() AS t")[0]["t"]
-    time.sleep(0.05)
+    boundary, cut = rewindkit.exact_targets(db, tenant)
     rewindkit.mark(db, tenant, "launch")
     then = rows_of(content(export(db, tenant)))
     edit_after_mark(db, tenant)
