@@ -555,3 +555,26 @@ def test_a_users_snapshot_data_with_other_tables_loads_with_skip_unknown(
     assert source_row["target_tenant"] == target
     assert source_row["source"]["skipped"] == ["simulation_templates", "user_profiles"]
     assert source_row["source"]["document"] == {}
+
+
+@pytest.mark.parametrize("role", ["authenticated", "anon"])
+def test_app_roles_can_neither_export_nor_import(seeded_db: Database, role: str) -> None:
+    db = seeded_db
+    source = rewindkit.tenants(db)[0]
+    target = empty_tenant(db)
+    doc = json.dumps(rows_of(_doc(db, source)))
+    before = written(db)
+    claims = json.dumps({"sub": "s1", "role": role, "tenant_id": source})
+    for query, params in (
+        ("SELECT simtrail.export_snapshot(%s)", (source,)),
+        ("SELECT simtrail.export_snapshot(%s, 'mark:x')", (source,)),
+        ("SELECT simtrail.import_snapshot(%s::jsonb, %s)", (doc, target)),
+        ("SELECT simtrail.stage_snapshot(%s::jsonb, true)", (doc,)),
+        ("SELECT * FROM simtrail.copy_rows", ()),
+    ):
+        with psycopg.connect(db.dsn) as conn:
+            conn.execute(f"SET ROLE {role}")
+            conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (claims,))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(query.encode(), params)
+    assert written(db) == before
