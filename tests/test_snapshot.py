@@ -289,6 +289,8 @@ BAD_DOCS: dict[str, tuple[Any, str]] = {
     "bad-value": (None, "invalid input value for enum public.acuity_level"),
     "duplicate-key": (None, "is given 2 times"),
     "metadata-not-object": ({"snapshot_metadata": []}, "snapshot_metadata must be an object"),
+    # Results without their panels would land in the source's class.
+    "reference-outside": (None, "of public.lab_results point through lab_results_panel_id_fkey"),
 }
 
 
@@ -307,6 +309,8 @@ def bad_doc(db: Database, tenant: str, case: str) -> Any:
         doc["patients"][0]["acuity"] = "fine"
     elif case == "duplicate-key":
         doc["lab_panels"].append(doc["lab_panels"][0])
+    elif case == "reference-outside":
+        return {"lab_results": doc["lab_results"]}
     return doc
 
 

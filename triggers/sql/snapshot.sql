@@ -123,6 +123,53 @@ BEGIN
 END
 $$;
 
+-- Refuse staged rows that reference a row of a captured table which the
+-- document does not hold but this database does: copied as they are, they
+-- would point into another class (and a row that reaches its tenant
+-- through that reference would land in that class). A value no row holds
+-- is left to the copy (a foreign key refuses it, a declared reference
+-- keeps it, as a clone keeps a dangling one).
+CREATE OR REPLACE FUNCTION simtrail.check_snapshot_references()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g record;
+    v_child text;
+    v_parent text;
+    v_count bigint;
+    v_example text;
+BEGIN
+    FOR g IN
+        SELECT f.*, t.relid FROM simtrail.references() AS f
+        JOIN simtrail.captured_tables AS t ON t.table_name = f.ref_table
+        WHERE EXISTS (SELECT 1 FROM simtrail.copy_rows AS c
+                      WHERE c.call_id = pg_catalog.pg_current_xact_id() AND c.table_name = f.table_name)
+        ORDER BY f.table_name, f.name
+    LOOP
+        v_child := simtrail.key_text_sql(ARRAY(SELECT pg_catalog.format('s.%I', c)
+                                               FROM pg_catalog.unnest(g.columns) WITH ORDINALITY AS u(c, o)
+                                               ORDER BY o));
+        v_parent := simtrail.key_text_sql(ARRAY(SELECT pg_catalog.format('p.%I', c)
+                                                FROM pg_catalog.unnest(g.ref_columns) WITH ORDINALITY AS u(c, o)
+                                                ORDER BY o));
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.count(*), pg_catalog.min(%1$s) FROM %2$s AS s WHERE %3$s'
+            ' AND NOT EXISTS (SELECT 1 FROM %4$s AS p WHERE %5$s = %1$s)'
+            ' AND %1$s IN (SELECT %5$s FROM %6$s AS p)',
+            v_child, simtrail.staged_rows_sql(g.table_name),
+            (SELECT pg_catalog.string_agg(pg_catalog.format('s.%I IS NOT NULL', c), ' AND ')
+             FROM pg_catalog.unnest(g.columns) AS c),
+            simtrail.staged_rows_sql(g.ref_table), v_parent, g.relid::regclass)
+        INTO v_count, v_example;
+        IF v_count > 0 THEN
+            RAISE EXCEPTION '% row(s) of % point through % (%) at rows of % that the document does not hold but this database does (e.g. %): copied, they would point into another class; add those rows to the document',
+                v_count, g.table_name, g.name, pg_catalog.array_to_string(g.columns, ', '),
+                g.ref_table, v_example USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Check a snapshot document and stage its rows in simtrail.copy_rows for
 -- this transaction (img: the row's real columns, generated ones dropped,
 -- missing ones at their defaults, values passed through the column types;
@@ -130,9 +177,10 @@ $$;
 -- Raises invalid_parameter_value, naming the table, row and column, for
 -- anything but an object of captured tables each holding an array of rows
 -- that have their primary key, only known columns and values of the
--- columns' types, no key twice. A table that is not captured is refused,
--- or with p_skip_unknown left out and listed. Returns per table the rows
--- staged, and the tables skipped.
+-- columns' types, no key twice, and no reference to a row of a captured
+-- table that only this database holds (check_snapshot_references). A table
+-- that is not captured is refused, or with p_skip_unknown left out and
+-- listed. Returns per table the rows staged, and the tables skipped.
 CREATE OR REPLACE FUNCTION simtrail.stage_snapshot(p_doc jsonb, p_skip_unknown boolean)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -259,6 +307,7 @@ BEGIN
         v_counts := v_counts || pg_catalog.jsonb_build_object(r.table_name,
                                                              pg_catalog.jsonb_array_length(r.doc_rows));
     END LOOP;
+    PERFORM simtrail.check_snapshot_references();
     RETURN pg_catalog.jsonb_build_object('tables', v_counts, 'skipped',
                                          pg_catalog.to_jsonb(coalesce(v_unknown, '{}'::text[])));
 END
