@@ -32,6 +32,7 @@ FUNCTION_FILES = (
     "sql/rewind.sql",
     "sql/graph.sql",
     "sql/snapshot.sql",
+    "sql/refs.sql",
     "sql/copy.sql",
     "sql/copy_phases.sql",
     "sql/copy_insert.sql",

@@ -103,12 +103,18 @@ def run(
         with connect(db_dsn, "demo") as conn:
             say(f"PostgreSQL {conn.info.server_version // 10000}: database {DEMO_DB}")
             seed.apply_schema(conn)
-            say("Clinic schema created: 16 tables, RLS, updated_at stampers, cascades")
+            made = conn.execute(q("public_tables")).fetchone()
+            assert made is not None
+            say(
+                f"Clinic schema created: {made['n']} tables, RLS, updated_at stampers, cascades,"
+                " references without FK"
+            )
 
             report = installer.install(conn)
+            seed.apply_copy_config(conn)
             say(
                 f"simtrail install: schema v{report.to_version}, "
-                f"{len(report.actions)} tables captured"
+                f"{len(report.actions)} tables captured, references without FK declared"
             )
 
             tenants = seed.seed_tenants(conn, tenants=3, patients_per_tenant=6, rng=rng)

@@ -9,6 +9,9 @@ SELECT set_config('request.jwt.claims', %(claims)s, false)
 -- name: set_actor
 SELECT set_config('simtrail.actor', %(actor)s, false)
 
+-- name: public_tables
+SELECT count(*) AS n FROM pg_catalog.pg_tables WHERE schemaname = 'public'
+
 -- name: tenant_names
 SELECT id, name FROM public.tenants
 
