@@ -18,6 +18,7 @@ from simtrail.cli import (
     purge_diff_commands,
     rewind_commands,
     rpc_commands,
+    snapshot_commands,
 )
 from simtrail.cli.app import App
 from simtrail.cli.daemon_command import daemon
@@ -518,6 +519,7 @@ rewind_commands.register(cli)
 copy_commands.register(cli)
 purge_diff_commands.register(cli)
 rpc_commands.register(cli)
+snapshot_commands.register(cli)
 cli.add_command(daemon)
 
 

@@ -39,6 +39,7 @@ FUNCTION_FILES = (
     "sql/subtree.sql",
     "sql/purge.sql",
     "sql/diff.sql",
+    "sql/snapshot.sql",
     "sql/history.sql",
 )
 # The seed's columns; an adopted table must have at least these.
