@@ -55,6 +55,7 @@ DECLARE
     t record;
     v_lookup jsonb;
     v_pk text;
+    v_match text;
     v_call xid8 := pg_catalog.pg_current_xact_id();
 BEGIN
     SELECT c.relid, c.pk_columns, c.tenant_path INTO t
@@ -63,15 +64,18 @@ BEGIN
         RAISE EXCEPTION '% is not a captured table', p_table USING ERRCODE = 'undefined_table';
     END IF;
     v_lookup := simtrail.render_tenant_lookup(t.tenant_path, 's');
+    -- The tenant column against a literal of its own type: an index on it
+    -- serves, and the planner's estimate is the column's, not a guess.
+    v_match := pg_catalog.format('%s = %L::%s', v_lookup ->> 'tenant_column', p_tenant,
+                                 t.tenant_path ->> 'tenant_type');
     IF NOT p_at THEN
-        RETURN pg_catalog.format('(SELECT s.* FROM %s AS s%s WHERE %s = %L)',
-                                 t.relid::regclass, v_lookup ->> 'joins', v_lookup ->> 'tenant',
-                                 p_tenant);
+        RETURN pg_catalog.format('(SELECT s.* FROM %s AS s%s WHERE %s)',
+                                 t.relid::regclass, v_lookup ->> 'joins', v_match);
     END IF;
     SELECT pg_catalog.string_agg(pg_catalog.format('%L, s.%I', c, c), ', ' ORDER BY o)
       INTO v_pk FROM pg_catalog.unnest(t.pk_columns) WITH ORDINALITY AS u(c, o);
     RETURN pg_catalog.format(
-        '(SELECT s.* FROM %1$s AS s%2$s WHERE %3$s = %4$L'
+        '(SELECT s.* FROM %1$s AS s%2$s WHERE %3$s'
         ' AND pg_catalog.jsonb_build_object(%7$s) NOT IN (SELECT n.key FROM simtrail.rewind_net AS n'
         '   WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L)'
         ' UNION ALL'
@@ -79,7 +83,7 @@ BEGIN
         ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img) AS j'
         ' WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L'
         '   AND n.target_img IS NOT NULL AND NOT coalesce(n.moves ? ''entered'', false))',
-        t.relid::regclass, v_lookup ->> 'joins', v_lookup ->> 'tenant', p_tenant, v_call,
+        t.relid::regclass, v_lookup ->> 'joins', v_match, NULL, v_call,
         p_table, v_pk);
 END
 $$;
