@@ -21,18 +21,16 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from bench import machine
+from bench.cpu import CpuMeter
 from bench.sql import query, script
 from simtrail.clinic import seed
 from simtrail.db import connect
-from simtrail.errors import SimtrailError
 from simtrail.triggers import installer
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -48,12 +46,11 @@ class Plan:
     repeats: int
     other_classes: int = 2
     other_patients: int = 65  # the user's class: 65 patients are about 2,000 rows
-    # The user's approach is slow: past `user_full_rows` template rows it runs
-    # once (no warm-up); captured, past `captured_full_rows` once and past
-    # `captured_max_rows` not at all (over a minute a run).
-    user_full_rows: int = 25_000
-    captured_full_rows: int = 2_500
-    captured_max_rows: int = 25_000
+    # A run expected (from the smaller sizes) or found to take longer than
+    # `slow_seconds` is made once, without a warm-up; one expected to take
+    # longer than `max_seconds` is not made, and a run is cancelled past it.
+    slow_seconds: float = 5.0
+    max_seconds: float = 45.0
 
 
 @dataclass(frozen=True)
@@ -87,37 +84,6 @@ class Prepared:
     floor: str  # the floor's statements, for PLACEHOLDER
     snapshot_bytes: int
     database_rows: int
-
-    @property
-    def total(self) -> int:
-        return sum(self.rows.values())
-
-
-@dataclass
-class Statement:
-    text: str
-    calls: int
-    ms: float
-
-
-@dataclass
-class Profile:
-    seconds: float  # the profiled run, instrumentation included
-    functions: list[dict[str, Any]]
-    statements: list[Statement]
-    plans: list[dict[str, Any]]  # the slowest few, as auto_explain gave them
-
-
-@dataclass
-class SizeResult:
-    patients: int
-    rows: dict[str, int]
-    snapshot_bytes: int
-    database_rows: int
-    seconds: dict[str, list[float]] = field(default_factory=dict)
-    report: Any = None  # simtrail's report of its first clone
-    profile: Profile | None = None
-    checkpoints: bool = True
 
     @property
     def total(self) -> int:
@@ -200,17 +166,6 @@ class CopyMismatch(RuntimeError):
     pass
 
 
-def repeats_for(method: Method, rows: int, plan: Plan) -> int:
-    """Timed runs of `method` at a template of `rows` rows; 0 skips it."""
-    if method is USER_CAPTURED:
-        if rows > plan.captured_max_rows:
-            return 0
-        return plan.repeats if rows <= plan.captured_full_rows else 1
-    if method is USER and rows > plan.user_full_rows:
-        return 1
-    return plan.repeats
-
-
 class Settler:
     """After every run, untimed: VACUUM (the rolled-back rows leave dead tuples
     and index entries behind) and CHECKPOINT (needs superuser or pg_checkpoint),
@@ -232,8 +187,12 @@ class Settler:
                 self.checkpoints = False
 
 
-def run_once(conn: Conn, p: Prepared, method: Method) -> tuple[float, Any]:
-    """One clone into a fresh class, timed, checked and rolled back."""
+def run_once(
+    conn: Conn, p: Prepared, method: Method, meter: CpuMeter, timeout_s: float
+) -> tuple[float, float | None, Any]:
+    """One clone into a fresh class, timed (wall and backend CPU), checked, rolled back.
+
+    Raises psycopg.errors.QueryCanceled past `timeout_s`."""
     with conn.transaction(force_rollback=True):
         row = conn.execute(q("new_tenant"), {"name": f"bench clone ({method.key})"}).fetchone()
         assert row is not None
@@ -241,6 +200,8 @@ def run_once(conn: Conn, p: Prepared, method: Method) -> tuple[float, Any]:
         _setup(conn, p, method)
         batch = p.floor.replace(PLACEHOLDER, target).encode()  # uuid text: nothing to quote
         report: Any = None
+        conn.execute(q("timeout"), {"ms": str(int(timeout_s * 1000))})
+        cpu = meter.read()
         started = time.perf_counter()
         if method is SIMTRAIL:
             done = conn.execute(q("clone"), {"source": p.template, "target": target}).fetchone()
@@ -251,6 +212,7 @@ def run_once(conn: Conn, p: Prepared, method: Method) -> tuple[float, Any]:
         else:
             conn.execute(batch)
         seconds = time.perf_counter() - started
+        cpu_seconds = (meter.read() - cpu) / 1e9 if meter.available else None
         copied = tenant_rows(conn, target)
         failed = method in (USER, USER_CAPTURED) and report and report.get("failed")
         if copied != p.rows or failed:
@@ -258,123 +220,8 @@ def run_once(conn: Conn, p: Prepared, method: Method) -> tuple[float, Any]:
                 f"{method.key} copied {sum(copied.values()):,} rows of {p.total:,}"
                 f" ({_differences(copied, p.rows)}); report: {report}"
             )
-    return seconds, report
+    return seconds, cpu_seconds, report
 
 
 def _differences(got: dict[str, int], want: dict[str, int]) -> str:
     return ", ".join(f"{t}: {got.get(t, 0)} of {n}" for t, n in want.items() if got.get(t) != n)
-
-
-def measure(p: Prepared, plan: Plan, say: Callable[[str], None]) -> SizeResult:
-    result = SizeResult(p.patients, p.rows, p.snapshot_bytes, p.database_rows)
-    wanted = {m.key: repeats_for(m, p.total, plan) for m in METHODS}
-    with connect(p.dsn, "bench clone", statement_timeout_ms=0) as conn:
-        settle = Settler(conn)
-        # One warm-up of each (plans, caches, PL/pgSQL compiled), then the
-        # interleaved repeats; a method that runs once gets no warm-up.
-        for method in METHODS:
-            result.seconds[method.key] = []
-            if wanted[method.key] < plan.repeats:
-                continue
-            _, report = run_once(conn, p, method)
-            settle()
-            if method is SIMTRAIL:
-                result.report = report
-        for i in range(plan.repeats):
-            order = METHODS[i % len(METHODS) :] + METHODS[: i % len(METHODS)]
-            for method in order:
-                if len(result.seconds[method.key]) >= wanted[method.key]:
-                    continue
-                seconds, report = run_once(conn, p, method)
-                settle()
-                result.seconds[method.key].append(seconds)
-                if method is SIMTRAIL and result.report is None:
-                    result.report = report
-            say(
-                f"clone: {p.total:,} rows, repeat {i + 1}: "
-                + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in result.seconds.items() if v)
-            )
-        result.checkpoints = settle.checkpoints
-    return result
-
-
-def profile(p: Prepared) -> Profile | None:
-    """simtrail's clone once more, every statement explained; None when not permitted."""
-    notices: list[str] = []
-    with connect(p.dsn, "bench clone profile", statement_timeout_ms=0) as conn:
-        try:
-            with conn.transaction(force_rollback=True):
-                conn.execute(q("profile_on"))
-        except psycopg.errors.InsufficientPrivilege:
-            return None
-        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-        with conn.transaction(force_rollback=True):
-            row = conn.execute(q("new_tenant"), {"name": "bench clone (profile)"}).fetchone()
-            assert row is not None
-            conn.execute(q("profile_on"))
-            started = time.perf_counter()
-            conn.execute(q("clone"), {"source": p.template, "target": str(row["id"])})
-            seconds = time.perf_counter() - started
-            functions = [dict(r) for r in conn.execute(q("function_times")).fetchall()]
-    return _profile(seconds, functions, notices)
-
-
-def _profile(seconds: float, functions: list[dict[str, Any]], notices: list[str]) -> Profile:
-    by_text: dict[str, Statement] = {}
-    plans: list[dict[str, Any]] = []
-    for notice in notices:
-        head, _, body = notice.partition("plan:")
-        if not head.startswith("duration:") or not body.strip():
-            continue
-        ms = float(head.split()[1])
-        try:
-            doc = json.loads(body)
-        except json.JSONDecodeError:
-            continue
-        text = " ".join(str(doc.get("Query Text", "")).split())
-        if text.startswith("SELECT simtrail.clone_tenant("):
-            continue  # the whole run
-        entry = by_text.setdefault(text, Statement(text, 0, 0.0))
-        entry.calls += 1
-        entry.ms += ms
-        plans.append(
-            {
-                "ms": ms,
-                "text": text,
-                "plan": doc.get("Plan", {}),
-                "triggers": doc.get("Triggers", []),
-            }
-        )
-    plans.sort(key=lambda d: -float(d["ms"]))
-    statements = sorted(by_text.values(), key=lambda s: -s.ms)
-    return Profile(seconds, functions, statements, plans[:5])
-
-
-def run(
-    create_db: Callable[[str], str],
-    plan: Plan,
-    say: Callable[[str], None],
-    facts: machine.Machine,
-) -> list[SizeResult]:
-    results = []
-    last: Prepared | None = None
-    for patients in plan.patients:
-        say(f"clone: preparing a template class of {patients:,} patients")
-        started = time.perf_counter()
-        prepared = prepare(create_db(f"clone_{patients}"), patients, plan)
-        with connect(prepared.dsn, "bench clone") as conn:
-            if last is None:
-                machine.add_server_facts(facts, conn)
-            found = conn.execute(q("has_clone")).fetchone()
-            if not (found and found["ok"]):
-                raise SimtrailError("simtrail.clone_tenant(text, text, text, boolean) is missing")
-        say(
-            f"clone: {prepared.total:,} template rows, {prepared.database_rows:,} in the"
-            f" database ({time.perf_counter() - started:.0f} s)"
-        )
-        results.append(measure(prepared, plan, say))
-        last = prepared
-    if last is not None:
-        say("clone: profiling simtrail's clone at the largest size")
-        results[-1].profile = profile(last)
-    return results

@@ -57,11 +57,12 @@ WHERE k.relnamespace = 'simtrail'::regnamespace AND k.relkind IN ('r', 'p')
 VACUUM {tables}
 
 -- name: profile_on
--- Every statement a run executes, nested ones included, with its plan and
--- the time spent in each trigger, sent back as NOTICEs; and per-function time.
--- Superuser settings: the profile is skipped when they are refused.
+-- Every statement a run executes that takes 1 ms or more, nested ones
+-- included, with its plan and the time spent in each trigger (a statement's
+-- per-row foreign-key checks add up there), sent back as NOTICEs; and the
+-- time per function. Superuser settings: no profile when they are refused.
 LOAD 'auto_explain';
-SET LOCAL auto_explain.log_min_duration = 0;
+SET LOCAL auto_explain.log_min_duration = 1;
 SET LOCAL auto_explain.log_analyze = on;
 SET LOCAL auto_explain.log_timing = on;
 SET LOCAL auto_explain.log_triggers = on;
@@ -75,3 +76,7 @@ SELECT f.schemaname || '.' || f.funcname AS name, f.calls,
        f.total_time AS total_ms, f.self_time AS self_ms
 FROM pg_stat_xact_user_functions AS f
 ORDER BY f.self_time DESC
+
+-- name: timeout
+SELECT set_config('statement_timeout', %(ms)s, true)
+
