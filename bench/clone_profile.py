@@ -27,6 +27,20 @@ class Profile:
     functions: list[dict[str, Any]]  # pg_stat_xact_user_functions, by self time
     statements: list[Statement]  # statements of 1 ms or more, grouped by text
     plans: list[dict[str, Any]]  # the slowest few, as auto_explain gave them
+    loops: Loops
+
+
+@dataclass
+class Loops:
+    """Nested loops whose join filter threw away far more rows than it kept:
+    the planner expected few rows on both sides, and the work grows with the
+    product of the two (the square of the class size)."""
+
+    statements: int = 0
+    ms: float = 0.0  # those statements' time
+    kept: int = 0
+    removed: int = 0
+    estimated: int = 0  # the rows the planner expected those joins to give
 
 
 def profile(p: Prepared, timeout_s: float) -> Profile | None:
@@ -57,6 +71,7 @@ def profile(p: Prepared, timeout_s: float) -> Profile | None:
 def parse(seconds: float, functions: list[dict[str, Any]], notices: list[str]) -> Profile:
     by_text: dict[str, Statement] = {}
     plans: list[dict[str, Any]] = []
+    loops = Loops()
     for notice in notices:
         head, _, body = notice.partition("plan:")
         if not head.startswith("duration:") or not body.strip():
@@ -72,6 +87,7 @@ def parse(seconds: float, functions: list[dict[str, Any]], notices: list[str]) -
         entry = by_text.setdefault(text, Statement(text, 0, 0.0))
         entry.calls += 1
         entry.ms += ms
+        _count_loops(doc.get("Plan", {}), loops, ms)
         plans.append(
             {
                 "ms": ms,
@@ -85,7 +101,27 @@ def parse(seconds: float, functions: list[dict[str, Any]], notices: list[str]) -
     # the statements' plans, not the bare calls (a Function Scan or a Result).
     plans = [d for d in plans if not _bare_call(d["plan"])]
     statements = sorted(by_text.values(), key=lambda s: -s.ms)
-    return Profile(seconds, functions, statements, plans[:5])
+    return Profile(seconds, functions, statements, plans[:5], loops)
+
+
+def _count_loops(plan: Any, loops: Loops, ms: float) -> None:
+    found = False
+    stack = [plan]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        stack.extend(node.get("Plans", []))
+        kept = int(node.get("Actual Rows", 0)) * int(node.get("Actual Loops", 1))
+        removed = int(node.get("Rows Removed by Join Filter", 0))
+        if node.get("Node Type") == "Nested Loop" and removed > 10 * max(kept, 1):
+            loops.kept += kept
+            loops.removed += removed
+            loops.estimated += int(node.get("Plan Rows", 0))
+            found = True
+    if found:
+        loops.statements += 1
+        loops.ms += ms
 
 
 def _bare_call(plan: Any) -> bool:
@@ -124,9 +160,8 @@ def _one(rows: int, median_s: float, p: Profile) -> list[str]:
     capture = [f for f in p.functions if str(f["name"]).startswith("simtrail.capture_")]
     others = [f for f in p.functions if f not in capture]
     cap_ms = sum(float(f["self_ms"]) for f in capture)
-    out = [
-        f"#### {rows:,} rows",
-        "",
+    out = [f"#### {rows:,} rows", "", *_loops(p)]
+    out += [
         f"Profiled run {p.seconds:.3f} s (unprofiled median {median_s:.3f} s). Self time per "
         "function (its own statements, without the functions it calls):",
         "",
@@ -174,6 +209,22 @@ def _one(rows: int, median_s: float, p: Profile) -> list[str]:
             "",
         ]
     return [*out, "</details>", ""]
+
+
+def _loops(p: Profile) -> list[str]:
+    n = p.loops
+    if not n.statements:
+        return []
+    return [
+        f"**Quadratic joins.** {n.statements} statement{'s' if n.statements != 1 else ''} ran "
+        f"nested loops whose join filter compared {n.removed + n.kept:,} pairs of rows to keep "
+        f"{n.kept:,} ({n.removed / max(n.kept, 1):,.0f} discarded for each kept): the "
+        f"planner expected {n.estimated:,} rows from those joins, so it joined by scanning "
+        "one side once for every row of the other. They took "
+        f"{n.ms / 1000:,.3f} s of the profiled run's {p.seconds:,.3f} s; that work grows "
+        "with the square of the class size.",
+        "",
+    ]
 
 
 def _short(text: str, width: int) -> str:
