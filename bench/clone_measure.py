@@ -37,6 +37,7 @@ class SizeResult:
     cpu: dict[str, list[float]] = field(default_factory=dict)  # backend on-CPU seconds
     cancelled: set[str] = field(default_factory=set)  # a run passed max_seconds
     skipped: dict[str, float] = field(default_factory=dict)  # not run: the seconds expected
+    limited: set[str] = field(default_factory=set)  # not run: past the method's max_rows
     report: Any = None  # simtrail's report of its first clone
     profile: Profile | None = None
     checkpoints: bool = True
@@ -92,6 +93,9 @@ def measure(p: Prepared, plan: Plan, say: Callable[[str], None], history: Histor
 
         for method in METHODS:
             result.seconds[method.key], result.cpu[method.key] = [], []
+            if method.max_rows is not None and p.total > method.max_rows:
+                result.limited.add(method.key)
+                continue
             guess = expected(history.get(method.key, []), p.total)
             if guess is not None and guess > plan.max_seconds:
                 result.skipped[method.key] = guess
@@ -108,7 +112,7 @@ def measure(p: Prepared, plan: Plan, say: Callable[[str], None], history: Histor
             order = METHODS[i % len(METHODS) :] + METHODS[: i % len(METHODS)]
             for method in order:
                 k = method.key
-                if k in result.skipped or k in result.cancelled:
+                if k in result.skipped or k in result.cancelled or k in result.limited:
                     continue
                 if k in once and result.seconds[k]:
                     continue

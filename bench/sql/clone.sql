@@ -28,7 +28,7 @@ INSERT INTO bench_clone.snapshot (doc) SELECT bench_clone.save_snapshot(%(tenant
 SELECT pg_column_size(doc) AS bytes FROM bench_clone.snapshot
 
 -- name: restore
-SELECT bench_clone.restore_snapshot(%(target)s::uuid, s.doc) AS report
+SELECT bench_clone.restore_snapshot(%(target)s::uuid, s.doc, %(as_written)s) AS report
 FROM bench_clone.snapshot AS s
 
 -- name: floor_keys

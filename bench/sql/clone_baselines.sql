@@ -50,6 +50,19 @@ BEGIN
 END
 $$;
 
+-- The columns (a) inserts, from information_schema as the user's code reads
+-- them: all but generated ones and a non-uuid id (an identity: the default
+-- numbers the copy).
+CREATE FUNCTION bench_clone.column_list(p_schema text, p_table text)
+RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.column_name::text), ', '
+                                 ORDER BY c.ordinal_position)
+    FROM information_schema.columns AS c
+    WHERE c.table_schema = p_schema AND c.table_name = p_table AND c.is_generated = 'NEVER'
+      AND NOT (c.column_name = 'id' AND c.data_type <> 'uuid')
+$$;
+
 -- (a), restoring into p_tenant. Tables come in the document's key order
 -- (jsonb's: shorter keys first), not in FK order; a row whose parent's table
 -- comes later keeps the template's id. A failed row is a WARNING and is
@@ -58,8 +71,10 @@ $$;
 -- is the approach and not its accidents: the column list and statement text
 -- are built once per table (the user's code reads information_schema for
 -- every row), and the id map grows once per table (the user's grows with
--- `||` per row, quadratic in the rows).
-CREATE FUNCTION bench_clone.restore_snapshot(p_tenant uuid, p_snapshot jsonb)
+-- `||` per row, quadratic in the rows). p_as_written does both as the user's
+-- code does, to connect this reproduction with the time the user reported.
+CREATE FUNCTION bench_clone.restore_snapshot(p_tenant uuid, p_snapshot jsonb,
+                                             p_as_written boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -70,6 +85,9 @@ DECLARE
     v_cols text;
     v_sql text;
     v_has_tenant boolean;
+    v_uuid_id boolean;
+    v_schema text;
+    v_name text;
     v_map jsonb := '{}';
     v_done bigint;
     v_restored bigint := 0;
@@ -91,9 +109,13 @@ BEGIN
         FROM pg_catalog.pg_attribute AS a
         WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
           AND NOT (a.attname = 'id' AND a.atttypid <> 'pg_catalog.uuid'::pg_catalog.regtype);
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
-                   WHERE a.attrelid = v_rel AND a.attname = 'id' AND NOT a.attisdropped
-                     AND a.atttypid = 'pg_catalog.uuid'::pg_catalog.regtype) THEN
+        v_uuid_id := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
+                             WHERE a.attrelid = v_rel AND a.attname = 'id' AND NOT a.attisdropped
+                               AND a.atttypid = 'pg_catalog.uuid'::pg_catalog.regtype);
+        SELECT n.nspname, c.relname INTO v_schema, v_name
+        FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE c.oid = v_rel;
+        IF v_uuid_id AND NOT p_as_written THEN
             v_map := v_map || (SELECT coalesce(pg_catalog.jsonb_object_agg(
                                     r ->> 'id', pg_catalog.gen_random_uuid()), '{}')
                                FROM pg_catalog.jsonb_array_elements(v_rows) AS r);
@@ -104,6 +126,22 @@ BEGIN
         v_done := 0;
         FOR v_row IN SELECT r FROM pg_catalog.jsonb_array_elements(v_rows) AS r
         LOOP
+            IF p_as_written THEN
+                -- Per row, as theirs: the insert list and the select list each
+                -- from information_schema, and whether there is a tenant column.
+                v_sql := pg_catalog.format(
+                    'INSERT INTO %s (%s) SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)',
+                    v_rel, bench_clone.column_list(v_schema, v_name),
+                    bench_clone.column_list(v_schema, v_name), v_rel);
+                v_has_tenant := EXISTS (
+                    SELECT 1 FROM information_schema.columns AS c
+                    WHERE c.table_schema = v_schema AND c.table_name = v_name
+                      AND c.column_name = 'tenant_id');
+                IF v_uuid_id THEN
+                    v_map := v_map || pg_catalog.jsonb_build_object(
+                        v_row ->> 'id', pg_catalog.gen_random_uuid());
+                END IF;
+            END IF;
             -- By column name: `id` and any `*_id` whose value is a key in the map.
             SELECT pg_catalog.jsonb_object_agg(x.k, CASE
                        WHEN (x.k = 'id' OR x.k LIKE '%\_id') AND v_map ? (x.v #>> '{}')
