@@ -47,10 +47,12 @@ class Plan:
     other_classes: int = 2
     other_patients: int = 65  # the user's class: 65 patients are about 2,000 rows
     # A run expected (from the smaller sizes) or found to take longer than
-    # `slow_seconds` is made once, without a warm-up; one expected to take
-    # longer than `max_seconds` is not made, and a run is cancelled past it.
+    # `slow_seconds` is made without a warm-up; one expected to take longer
+    # than `max_seconds` is not made, and a run is cancelled past it. A
+    # method's repeats at one size stop once they add up to `budget_seconds`.
     slow_seconds: float = 10.0
     max_seconds: float = 45.0
+    budget_seconds: float = 20.0
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 Per size: one warm-up of each method, then `repeats` interleaved rounds in an
 order that rotates between rounds. A method whose run is expected (from its
-times at the smaller sizes) or found to take more than `slow_seconds` runs
-once, its first run being the measurement; one expected to take more than
-`max_seconds` does not run, and a run past `max_seconds` is cancelled. The
-whole benchmark so stays within minutes whatever one method's cost grows to.
+times at the smaller sizes) or found to take more than `slow_seconds` gets no
+warm-up (a found one's first run is its first measurement); one expected to
+take more than `max_seconds` does not run, and a run past `max_seconds` is
+cancelled; a method's repeats at a size stop once they add up to
+`budget_seconds`. The whole benchmark so stays within minutes whatever one
+method's cost grows to.
 """
 
 from __future__ import annotations
@@ -69,7 +71,6 @@ def expected(history: list[tuple[int, float]], rows: int) -> float | None:
 
 def measure(p: Prepared, plan: Plan, say: Callable[[str], None], history: History) -> SizeResult:
     result = SizeResult(p.patients, p.rows, p.snapshot_bytes, p.database_rows)
-    once: set[str] = set()
     with connect(p.dsn, "bench clone", statement_timeout_ms=0) as conn:
         settle = Settler(conn)
         meter = CpuMeter([conn])
@@ -101,20 +102,17 @@ def measure(p: Prepared, plan: Plan, say: Callable[[str], None], history: Histor
                 result.skipped[method.key] = guess
                 continue
             if guess is not None and guess > plan.slow_seconds:
-                once.add(method.key)  # measured in the first round, no warm-up
-                continue
+                continue  # a run this long needs no warm-up
             took = attempt(method, record=False)
             if took is not None and took > plan.slow_seconds:
-                # A run this long needs no warm-up: it is the measurement.
-                result.seconds[method.key].append(took)
-                once.add(method.key)
+                result.seconds[method.key].append(took)  # nor did this one
         for i in range(plan.repeats):
             order = METHODS[i % len(METHODS) :] + METHODS[: i % len(METHODS)]
             for method in order:
                 k = method.key
                 if k in result.skipped or k in result.cancelled or k in result.limited:
                     continue
-                if k in once and result.seconds[k]:
+                if sum(result.seconds[k]) >= plan.budget_seconds:
                     continue
                 attempt(method, record=True)
             say(

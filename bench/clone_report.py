@@ -115,11 +115,12 @@ def render(
         "run (untimed); a run that copies a different number of rows stops the benchmark. "
         "(a) must also report no failed row.",
         f"- A method whose run is expected (extrapolated from its times at the smaller sizes, "
-        f"never below linear) or found to take more than {plan.slow_seconds:.0f} s runs once, "
-        f"without a warm-up; one expected to take more than {plan.max_seconds:.0f} s does not "
-        f"run (*not run*), and a run is cancelled at {plan.max_seconds:.0f} s (*> "
-        f"{plan.max_seconds:.0f}*). So the whole benchmark takes minutes, whatever one "
-        "method's cost grows to.",
+        f"never below linear) or found to take more than {plan.slow_seconds:.0f} s gets no "
+        f"warm-up; one expected to take more than {plan.max_seconds:.0f} s does not run (*not "
+        f"run*), and a run is cancelled at {plan.max_seconds:.0f} s (*> "
+        f"{plan.max_seconds:.0f}*); a method's repeats at one size stop once they add up to "
+        f"{plan.budget_seconds:.0f} s (*Every repeat* gives the count). So the whole "
+        "benchmark takes minutes, whatever one method's cost grows to.",
         "- Ratios are medians of per-repeat ratios where both ran every repeat, else ratios "
         "of medians; against a cancelled run they are bounds.",
         "- Times are wall-clock around the one statement (for (b), the one batch of "
