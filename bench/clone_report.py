@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import sys
 import time
 
 from bench import clone_measure, clone_profile, machine, server
@@ -28,20 +26,14 @@ LABELS = {
 }
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def job(args: argparse.Namespace) -> str:
     """`python -m bench --only clone`: measure and render the section."""
-    plan = QUICK if args.quick else FULL
-    if args.repeats is not None:
-        plan = dataclasses.replace(plan, repeats=args.repeats)
+    plan = server.chosen_plan(args, FULL, QUICK)
     started = time.perf_counter()
     with server.server(args.dsn, args.datadir) as srv, server.Scratch(srv.admin_dsn) as scratch:
         facts = machine.collect(srv.description)
-        say(f"bench: clone on {srv.description}")
-        results = clone_measure.run(scratch.create, plan, say, facts)
+        server.say(f"bench: clone on {srv.description}")
+        results = clone_measure.run(scratch.create, plan, server.say, facts)
     facts.load_after = machine.load()
     return render(results, plan, facts, quick=args.quick, seconds=time.perf_counter() - started)
 
@@ -242,20 +234,7 @@ def _tables(results: list[SizeResult]) -> list[str]:
 
 
 def _machine(facts: machine.Machine, results: list[SizeResult]) -> list[str]:
-    settings = ", ".join(f"{k} = {v}" for k, v in facts.settings.items())
     checkpoints = all(r.checkpoints for r in results)
-    return [
-        "### Machine",
-        "",
-        f"- Date: {facts.date}",
-        f"- CPU: {facts.cpu_model}, {facts.cores} cores; memory {facts.memory}",
-        f"- OS: {facts.os}",
-        f"- PostgreSQL: {facts.postgres} ({facts.server})",
-        f"- Server settings: {settings}",
-        f"- Python: {facts.python}, psycopg {facts.psycopg}",
-        f"- simtrail commit: {facts.commit}",
-        f"- CHECKPOINT after every run: {'yes' if checkpoints else 'no (not permitted)'}",
-        f"- Load average (1/5/15 min) before and after: {facts.load_before}; "
-        f"{facts.load_after}. The machine is shared; other work may have run alongside.",
-        "",
-    ]
+    return machine.section(
+        facts, f"- CHECKPOINT after every run: {'yes' if checkpoints else 'no (not permitted)'}"
+    )
