@@ -3,6 +3,7 @@ cancelled, ratios, and the targets of issue #9 item 10 with how far each is."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from bench.clone_measure import SizeResult
@@ -87,55 +88,80 @@ def _worst(
     return text, good and not unknown
 
 
-def targets(results: list[SizeResult], cap: float) -> list[str]:
-    if not results:
-        return []
+def _reached(results: list[SizeResult], cap: float) -> list[tuple[str, bool]]:
+    """Per target, the worst size's value and whether it holds at every size."""
     vs_user = [ratio(r, "user", "simtrail", cap) for r in results]
-    written = [
-        (r, ratio(r, "user_as_written", "simtrail", cap))
-        for r in results
-        if r.seconds.get("user_as_written")
-    ]
+    written = [ratio(r, "user_as_written", "simtrail", cap) for r in results]
+    written_at = [(r, v) for r, v in zip(results, written, strict=True) if v.known]
     vs_floor = [ratio(r, "simtrail", "floor", cap) for r in results]
     vs_replica = [ratio(r, "simtrail", "floor_replica", cap) for r in results]
     speeds = [rate(r, "simtrail", cap) for r in results]
-    user, user_ok = _worst(
-        results, vs_user, all(v.at_least(FASTER_THAN_USER) for v in vs_user), low_is_bad=True
-    )
-    floor, floor_ok = _worst(
-        results, vs_floor, all(v.at_most(FLOOR_FACTOR) for v in vs_floor), low_is_bad=False
-    )
-    replica, replica_ok = _worst(
-        results, vs_replica, all(v.at_most(FLOOR_FACTOR) for v in vs_replica), low_is_bad=False
-    )
     known = [(r, v) for r, v in zip(results, speeds, strict=True) if v.known]
     slowest = min(known, key=lambda x: x[1].value) if known else None
-    speed_ok = len(known) == len(results) and all(v.at_least(ROWS_PER_SECOND) for _, v in known)
-    speed = (
-        f"{slowest[1].show(',.0f')} rows/s at {slowest[0].total:,} rows"
-        if slowest
-        else "not measured"
+    return [
+        _worst(
+            results, vs_user, all(v.at_least(FASTER_THAN_USER) for v in vs_user), low_is_bad=True
+        ),
+        (
+            f"{written_at[0][1].show('.1f', X)} at {written_at[0][0].total:,} rows"
+            if written_at
+            else "not measured",
+            bool(written_at) and written_at[0][1].at_least(FASTER_THAN_USER),
+        ),
+        _worst(results, vs_floor, all(v.at_most(FLOOR_FACTOR) for v in vs_floor), low_is_bad=False),
+        _worst(
+            results,
+            vs_replica,
+            all(v.at_most(FLOOR_FACTOR) for v in vs_replica),
+            low_is_bad=False,
+        ),
+        (
+            f"{slowest[1].show(',.0f')} rows/s at {slowest[0].total:,} rows"
+            if slowest
+            else "not measured",
+            len(known) == len(results) and all(v.at_least(ROWS_PER_SECOND) for _, v in known),
+        ),
+    ]
+
+
+def targets(results: list[SizeResult], cap: float) -> list[str]:
+    if not results:
+        return []
+    wall = _reached(results, cap)
+    # The same on backend CPU time, which the neighbours' load moves far less.
+    on_cpu = (
+        _reached([dataclasses.replace(r, seconds=r.cpu, cancelled=set()) for r in results], cap)
+        if all(r.cpu.get("simtrail") for r in results)
+        else None
     )
+    names = [
+        f"≥ {FASTER_THAN_USER:.0f}{X} faster than (a)",
+        "… than (a) as written, at the user's class size",
+        f"≤ {FLOOR_FACTOR:.0f}{X} (b), capture on",
+        f"… and ≤ {FLOOR_FACTOR:.0f}{X} (b) replica, the clone's own trigger set",
+        f"≥ {ROWS_PER_SECOND:,} rows/s",
+    ]
     out = [
         "### Targets",
         "",
-        "| target | reached (worst size) | met |",
-        "|---|---|---|",
-        f"| ≥ {FASTER_THAN_USER:.0f}{X} faster than (a) | {user} | {_met(user_ok)} |",
-        *[
-            f"| … than (a) as written, at the user's class size | {v.show('.1f', X)} at "
-            f"{r.total:,} rows | {_met(v.at_least(FASTER_THAN_USER))} |"
-            for r, v in written
-        ],
-        f"| ≤ {FLOOR_FACTOR:.0f}{X} (b), capture on | {floor} | {_met(floor_ok)} |",
-        f"| … and ≤ {FLOOR_FACTOR:.0f}{X} (b) replica, the clone's own trigger set | {replica} "
-        f"| {_met(replica_ok)} |",
-        f"| ≥ {ROWS_PER_SECOND:,} rows/s | {speed} | {_met(speed_ok)} |",
+        "Met or not by wall-clock medians; the same computed on backend CPU time beside them.",
         "",
+        "| target | reached, wall-clock (worst size) | met | reached, backend CPU | met |",
+        "|---|---|---|---|---|",
     ]
-    misses = _misses(results, cap, vs_user, vs_floor, speeds)
+    for i, name in enumerate(names):
+        cpu = f"{on_cpu[i][0]} | {_met(on_cpu[i][1])}" if on_cpu else f"{DASH} | {DASH}"
+        out.append(f"| {name} | {wall[i][0]} | {_met(wall[i][1])} | {cpu} |")
+    out.append("")
+    misses = _misses(
+        results,
+        cap,
+        [ratio(r, "user", "simtrail", cap) for r in results],
+        [ratio(r, "simtrail", "floor", cap) for r in results],
+        [rate(r, "simtrail", cap) for r in results],
+    )
     if misses:
-        out += ["Targets missed, by how much:", "", *misses, ""]
+        out += ["Targets missed (wall-clock), by how much:", "", *misses, ""]
     return out
 
 
