@@ -12,7 +12,7 @@ import psycopg
 from click.core import ParameterSource
 
 from simtrail import __version__, logs
-from simtrail.cli import copy_commands, rewind_commands, rpc_commands
+from simtrail.cli import config_refs, copy_commands, rewind_commands, rpc_commands
 from simtrail.cli.app import App
 from simtrail.cli.daemon_command import daemon
 from simtrail.cli.options import dry_run_option, json_option, names_database, pass_app
@@ -383,6 +383,7 @@ def config_discover(
     if result["ignored"]:
         click.echo("\nignored (simtrail config unignore TABLE to undo):")
         click.echo(table(result["ignored"], ["table_name", "reason"]))
+    config_refs.print_candidates(result["references"])
     for name in result["added"]:
         click.echo(f"added {name}")
     if result["values"]:
@@ -506,6 +507,7 @@ def _fingerprint(state: tuple[int, str] | list[Any]) -> str:
     return f"{rows} rows {checksum[:8]}"
 
 
+config_refs.register(config)
 rewind_commands.register(cli)
 copy_commands.register(cli)
 rpc_commands.register(cli)

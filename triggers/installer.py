@@ -31,6 +31,7 @@ FUNCTION_FILES = (
     "sql/time_targets.sql",
     "sql/rewind.sql",
     "sql/graph.sql",
+    "sql/refs.sql",
     "sql/copy.sql",
     "sql/copy_phases.sql",
     "sql/copy_insert.sql",

@@ -192,6 +192,11 @@ def apply_schema(conn: psycopg.Connection[Any], *, with_config: bool = True) -> 
         conn.execute(package.joinpath(name).read_bytes())
 
 
+def declare_references(conn: psycopg.Connection[Any]) -> None:
+    """Declare the fixture's references without a foreign key (after `simtrail install`)."""
+    conn.execute(files("simtrail.clinic").joinpath("refs.sql").read_bytes())
+
+
 def seed_tenants(
     conn: psycopg.Connection[Any],
     *,
