@@ -101,7 +101,9 @@ def render(
         "### Method",
         "",
         "- One scratch database per size (clinic schema and config, the template and the "
-        "other classes seeded, then `simtrail install`, then the baselines' functions), "
+        "other classes seeded, then `simtrail install` and the fixture's declared references "
+        "(`core/clinic/refs.sql`: the MRN-keyed tables; no copy rules), then the baselines' "
+        "functions), "
         "dropped at the end.",
         "- Each method's row counts per table are compared with the template's after every "
         "run (untimed); a run that copies a different number of rows stops the benchmark. "
