@@ -114,7 +114,9 @@ def _count_loops(plan: Any, loops: Loops, ms: float) -> None:
         stack.extend(node.get("Plans", []))
         kept = int(node.get("Actual Rows", 0)) * int(node.get("Actual Loops", 1))
         removed = int(node.get("Rows Removed by Join Filter", 0))
-        if node.get("Node Type") == "Nested Loop" and removed > 10 * max(kept, 1):
+        # Small joins done this way are cheap: only a loop that compared
+        # many pairs, far more than it kept, is worth naming.
+        if node.get("Node Type") == "Nested Loop" and removed > max(10 * kept, 10_000):
             loops.kept += kept
             loops.removed += removed
             loops.estimated += int(node.get("Plan Rows", 0))
