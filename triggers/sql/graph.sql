@@ -7,6 +7,7 @@
 -- hold the values of `ref_columns` of `ref_table`; `as_text` when a declared
 -- reference keeps the key as text in a column of another type. A declared
 -- reference whose table or columns are gone is left out (doctor reports it).
+-- kind: 'fk', 'declared', or 'path' (the config's tenant path, without FK).
 CREATE OR REPLACE FUNCTION simtrail.references()
 RETURNS TABLE (table_name text, columns text[], ref_table text, ref_columns text[],
                kind text, name text, as_text boolean, on_delete text)
@@ -37,6 +38,28 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       ON ca.attrelid = tc.relid AND ca.attname = r.column_name AND NOT ca.attisdropped
     JOIN pg_catalog.pg_attribute AS pa
       ON pa.attrelid = tp.relid AND pa.attname = r.ref_column AND NOT pa.attisdropped
+    UNION ALL
+    -- The config's own path to the tenant (parent_table, parent_column) is
+    -- a reference too, foreign key or not: a copied child must follow its
+    -- copied parent, or it would stay in the source's class.
+    SELECT t.table_name, ARRAY[h.hop ->> 'column'], tp.table_name, ARRAY[h.hop ->> 'parent_column'],
+           'path', t.table_name || '.' || (h.hop ->> 'column'),
+           ca.atttypid <> pa.atttypid, NULL
+    FROM simtrail.captured_tables AS t
+    CROSS JOIN LATERAL (SELECT t.tenant_path -> 'hops' -> 0 AS hop) AS h
+    JOIN simtrail.captured_tables AS tp ON tp.relid = (h.hop ->> 'parent')::regclass::oid
+    JOIN pg_catalog.pg_attribute AS ca
+      ON ca.attrelid = t.relid AND ca.attname = h.hop ->> 'column' AND NOT ca.attisdropped
+    JOIN pg_catalog.pg_attribute AS pa
+      ON pa.attrelid = tp.relid AND pa.attname = h.hop ->> 'parent_column' AND NOT pa.attisdropped
+    WHERE h.hop IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM pg_catalog.pg_constraint AS k
+          WHERE k.contype = 'f' AND k.conrelid = t.relid AND k.confrelid = tp.relid
+            AND k.conkey = ARRAY[ca.attnum] AND k.confkey = ARRAY[pa.attnum])
+      AND NOT EXISTS (
+          SELECT 1 FROM simtrail.refs AS r
+          WHERE r.table_name = t.table_name AND r.column_name = h.hop ->> 'column')
 $$;
 
 -- A relation (SQL text, to put in a FROM clause) holding tenant p_tenant's

@@ -490,6 +490,7 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION '% is a reference to % (%); a copy remaps it, so it takes no rule', v_col,
             g.ref_table, CASE WHEN g.kind = 'fk' THEN 'foreign key ' || pg_catalog.quote_ident(g.name)
+                              WHEN g.kind = 'path' THEN 'the config''s path to the tenant'
                               ELSE 'declared' END
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
