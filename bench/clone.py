@@ -123,7 +123,7 @@ def prepare(dsn: str, patients: int, plan: Plan) -> Prepared:
             rng=random.Random(f"other classes {patients}"),
         )
         installer.install(conn)
-        seed.declare_references(conn)  # the MRN-keyed tables' references, as the tests have
+        seed.apply_copy_config(conn)  # declared references and copy rules, as the tests have
         conn.execute(script("clone_baselines.sql"))
         conn.execute(q("save_snapshot"), {"tenant": str(template)})
         size = conn.execute(q("snapshot_size")).fetchone()
