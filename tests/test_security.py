@@ -58,6 +58,11 @@ def as_role(db: Database, role: str, statement: str) -> str | None:
         "SELECT simtrail.mark((SELECT id::text FROM public.tenants LIMIT 1), 'sneaky')",
         "SELECT * FROM simtrail.marks",
         "SELECT * FROM simtrail.rewinds",
+        "SELECT simtrail.purge_tenant((SELECT id::text FROM public.tenants LIMIT 1))",
+        "SELECT simtrail.with_tenant_lock((SELECT id::text FROM public.tenants LIMIT 1),"
+        " 'simtrail.purge_locked(jsonb)', '{}')",
+        "SELECT simtrail.diff_since((SELECT id::text FROM public.tenants LIMIT 1), 'mark:x')",
+        "SELECT simtrail.diff_against((SELECT id::text FROM public.tenants LIMIT 1), 'x')",
         "DROP TRIGGER simtrail_capture_insert ON public.patients",
         "ALTER TABLE public.patients DISABLE TRIGGER simtrail_capture_update",
         "UPDATE public.simulation_table_config SET enabled = false",
