@@ -102,8 +102,9 @@ def render(
         "",
         "- One scratch database per size (clinic schema and config, the template and the "
         "other classes seeded, then `simtrail install` and the fixture's declared references "
-        "(`core/clinic/refs.sql`: the MRN-keyed tables; no copy rules), then the baselines' "
-        "functions), "
+        "and copy rules (`core/clinic/copy_config.sql`: five references without FK; a new "
+        "wristband per patient, which (a) makes as the user does, at random, checked in the "
+        "target class only, and (b) precomputes), then the baselines' functions), "
         "dropped at the end.",
         "- Each method's row counts per table are compared with the template's after every "
         "run (untimed); a run that copies a different number of rows stops the benchmark. "

@@ -93,6 +93,7 @@ DECLARE
     v_restored bigint := 0;
     v_failed bigint := 0;
     v_tables jsonb := '{}';
+    v_band text;
 BEGIN
     FOR v_key, v_rows IN SELECT e.key, e.value FROM pg_catalog.jsonb_each(p_snapshot) AS e
     LOOP
@@ -149,6 +150,16 @@ BEGIN
               INTO v_row FROM pg_catalog.jsonb_each(v_row) AS x(k, v);
             IF v_has_tenant THEN
                 v_row := v_row || pg_catalog.jsonb_build_object('tenant_id', p_tenant);
+            END IF;
+            -- Their barcodes: a new random wristband, checked against the
+            -- target class only (the column is unique across all classes).
+            IF v_name = 'patients' AND v_row ? 'wristband' THEN
+                LOOP
+                    v_band := 'P' || pg_catalog.lpad((pg_catalog.floor(pg_catalog.random() * 1e8))::bigint::text, 8, '0');
+                    EXIT WHEN NOT EXISTS (SELECT 1 FROM public.patients AS p
+                                          WHERE p.tenant_id = p_tenant AND p.wristband = v_band);
+                END LOOP;
+                v_row := v_row || pg_catalog.jsonb_build_object('wristband', v_band);
             END IF;
             BEGIN
                 EXECUTE v_sql USING v_row;
