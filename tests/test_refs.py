@@ -405,3 +405,15 @@ def test_column_arguments_keep_the_table_quoted_for_sql() -> None:
     assert refs.parse_column("public.patients.patient_id") == ("public.patients", "patient_id")
     assert refs.parse_column('"Scan Log"."Order_Ref"') == ('"Scan Log"', "Order_Ref")
     assert refs.parse_column('x."a""b".c') == ('x."a""b"', "c")
+
+
+def test_retiring_a_dropped_table_takes_its_references_and_rules(seeded_db: Database) -> None:
+    db = seeded_db
+    cli_text(db, "config", "rule", "set", "bowel_records.notes", "--on-copy", "null")
+    cli_text(db, "config", "rule", "set", "patients.room_number", "--on-copy", "null")
+    db.sql("DROP TABLE public.bowel_records")
+    cli_text(db, "config", "retire", "bowel_records")
+    assert refs_of(db) == [FIXTURE_REFS[1]]
+    assert stored(db)["copy_rules"][0]["table_name"] == "public.patients"
+    assert len(stored(db)["copy_rules"]) == 1
+    assert doctor(db) == (0, [])
