@@ -12,11 +12,16 @@ from tests.catalog import assert_one_line_error, invoke
 from tests.conftest import Database
 
 APP_ROLES = ["authenticated", "anon"]
-# The fixture's references without a foreign key, as core/clinic/refs.sql declares them.
-FIXTURE_REFS = [
-    ("public.bowel_records", "patient_id", "public.patients", "patient_id"),
-    ("public.diabetic_records", "patient_id", "public.patients", "patient_id"),
-]
+# The fixture's references without a foreign key, as core/clinic/copy_config.sql declares them.
+FIXTURE_REFS = sorted(
+    [
+        ("public.bowel_records", "patient_id", "public.patients", "patient_id"),
+        ("public.diabetic_records", "patient_id", "public.patients", "patient_id"),
+        ("public.medication_scans", "medication_id", "public.patient_medications", "id"),
+        ("public.medication_scans", "patient_id", "public.patients", "id"),
+        ("public.wound_treatments", "wound_assessment_id", "public.wound_assessments", "id"),
+    ]
+)
 
 
 def stored(db: Database) -> dict[str, list[dict[str, Any]]]:

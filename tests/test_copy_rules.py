@@ -27,6 +27,13 @@ def rules(db: Database) -> list[tuple[str, str, str]]:
     ]
 
 
+
+@pytest.fixture
+def seeded_db(seeded_db: Database) -> Database:
+    """The seeded fixture without its own copy rules, so each test sees only the rules it sets."""
+    seeded_db.sql("DELETE FROM simtrail.copy_rules")
+    return seeded_db
+
 def test_rules_are_stored_listed_replaced_and_removed(seeded_db: Database) -> None:
     db = seeded_db
     set_one = cli_json(db, "config", "rule", "set", "patients.room_number", "--on-copy", WRISTBAND)
@@ -303,6 +310,7 @@ def test_a_clone_applies_the_rules_set_here(seeded_db: Database) -> None:
     db = seeded_db
     for column, rule in [
         ("patients.room_number", WRISTBAND),
+        ("patients.wristband", WRISTBAND),
         ("patients.diagnosis", "sql:s.last_name || ', ' || first_name"),
         ("lab_panels.status", "sql:'new'"),
         ("patient_medications.start_date", "null"),

@@ -3,7 +3,7 @@ candidates `config discover` and `doctor` point out, and who may write them.
 
 The fixture's legacy charting tables name their patient by MRN
 (`patients.patient_id`, text, unique per tenant) with no foreign key; the
-seeded template declares both (core/clinic/refs.sql), so tests that look for
+seeded template declares them (core/clinic/copy_config.sql), so tests that look for
 candidates remove them first.
 """
 
@@ -47,10 +47,12 @@ MRN_CANDIDATES = [
 
 
 def forget_fixture_refs(db: Database) -> None:
-    for table, column, _, _ in FIXTURE_REFS:
+    """Undeclare the fixture's MRN references (the others stay declared)."""
+    mrn = [r for r in FIXTURE_REFS if r[3] == "patient_id"]
+    for table, column, _, _ in mrn:
         out = cli_text(db, "config", "ref", "remove", f"{table}.{column}")
         assert out == f"removed {table}.{column} → public.patients.patient_id\n"
-    assert refs_of(db) == []
+    assert refs_of(db) == [r for r in FIXTURE_REFS if r not in mrn]
 
 
 def candidates(db: Database) -> list[dict[str, Any]]:
@@ -224,7 +226,7 @@ def test_adding_again_replaces_the_declaration(seeded_db: Database) -> None:
     assert added["matched"] == 0  # MRNs are not row ids: the operator sees it at once
     assert refs_of(db) == [
         ("public.bowel_records", "patient_id", "public.patients", "id"),
-        FIXTURE_REFS[1],
+        *FIXTURE_REFS[1:],
     ]
     cli_json(db, *ADD, "bowel_records.patient_id", "--references", "public.patients.patient_id")
     assert refs_of(db) == FIXTURE_REFS

@@ -37,6 +37,9 @@ FUNCTION_FILES = (
     "sql/copy_insert.sql",
     "sql/clone.sql",
     "sql/subtree.sql",
+    "sql/purge.sql",
+    "sql/diff.sql",
+    "sql/snapshot.sql",
     "sql/history.sql",
 )
 # The seed's columns; an adopted table must have at least these.
