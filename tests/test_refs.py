@@ -421,3 +421,19 @@ def test_retiring_a_dropped_table_takes_its_references_and_rules(seeded_db: Data
     assert rules_after == [r for r in rules_before if r[0] != "public.bowel_records"]
     assert ("public.patients", "room_number") in rules_after
     assert doctor(db) == (0, [])
+
+
+def test_discovery_finds_every_reference_the_fixture_declares(seeded_db: Database) -> None:
+    """With nothing declared, the candidates are exactly the fixture's references
+    without a foreign key: MRNs, uuids held as text, a bare uuid."""
+    db = seeded_db
+    for table, column, _, _ in FIXTURE_REFS:
+        cli_text(db, "config", "ref", "remove", f"{table}.{column}")
+    found = candidates(db)
+    assert [
+        (c["table_name"], c["column_name"], c["ref_table"], c["ref_column"]) for c in found
+    ] == (FIXTURE_REFS)
+    for candidate in found:
+        run_command(db, candidate["command"])
+    assert refs_of(db) == FIXTURE_REFS
+    assert doctor(db) == (0, [])
