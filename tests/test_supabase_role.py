@@ -240,3 +240,32 @@ def test_a_missing_config_table_needs_create_on_public(supa: RoleDb) -> None:
     created = run_cli("install", "--json", dsn=r.dsn)
     assert created.exit_code == 0, created.stderr
     assert json.loads(created.stdout)["created_config_table"] is True
+
+
+def test_purge_and_diff_as_a_database_owner_need_no_set_grant(supa: RoleDb) -> None:
+    r = supa
+    assert run_cli("install", dsn=r.dsn).exit_code == 0
+    a, b = seeded(r)
+    r.sql("SELECT simtrail.mark(%s, 'launch')", (a,))
+    at_mark, other = state(r, a), state(r, b)
+    session(r, a)
+    grant = sql.SQL("{} SET ON PARAMETER session_replication_role {} {}")
+    ident = sql.Identifier(r.role)
+    with r.db.server.admin() as admin:
+        admin.execute(grant.format(sql.SQL("REVOKE"), sql.SQL("FROM"), ident))
+
+    diffed = run_cli("diff", "--tenant", a, "--to", "mark:launch", "--json", dsn=r.dsn)
+    assert diffed.exit_code == 0, diffed.stderr
+    assert sum(json.loads(diffed.stdout)["totals"].values()) > 0
+    purged = run_cli("purge", "--tenant", a, "--json", dsn=r.dsn)
+    assert purged.exit_code == 0, purged.stderr
+    assert all(row["row_count"] == 0 for row in state(r, a))
+    assert state(r, b) == other
+
+    # Bringing the class back is a rewind, which needs the grant.
+    with r.db.server.admin() as admin:
+        admin.execute(grant.format(sql.SQL("GRANT"), sql.SQL("TO"), ident))
+    back = run_cli("rewind", "--tenant", a, "--to", "mark:launch", dsn=r.dsn)
+    assert back.exit_code == 0, back.stderr
+    assert state(r, a) == at_mark
+    assert state(r, b) == other
