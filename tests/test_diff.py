@@ -252,11 +252,12 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
 def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Database) -> None:
     db = seeded_db
     template = rewindkit.tenants(db)[0]
-    # A copy rule (values differ on purpose) and a declared reference held as text.
+    # Copy rules (values differ on purpose; the fixture's own reset
+    # lab_panels.status and renew the wristband) and a declared reference held
+    # as text (the fixture declares the MRN one).
     db.sql(
         "INSERT INTO simtrail.copy_rules (table_name, column_name, rule, expression)"
-        " VALUES ('public.lab_panels', 'status', 'sql', '''new'''),"
-        "        ('public.patients', 'patient_id', 'sql', '''C-'' || patient_id')"
+        " VALUES ('public.patients', 'patient_id', 'sql', '''C-'' || patient_id')"
     )
     db.sql("ALTER TABLE public.bowel_records ADD COLUMN patient_ref text")
     db.sql(
@@ -265,8 +266,7 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
     )
     db.sql(
         "INSERT INTO simtrail.refs (table_name, column_name, ref_table, ref_column)"
-        " VALUES ('public.bowel_records', 'patient_ref', 'public.patients', 'id'),"
-        "        ('public.bowel_records', 'patient_id', 'public.patients', 'patient_id')"
+        " VALUES ('public.bowel_records', 'patient_ref', 'public.patients', 'id')"
     )
     # A unique column with a default and no rule: the copy takes the default.
     db.sql("ALTER TABLE public.patient_vitals ADD COLUMN tag uuid UNIQUE DEFAULT gen_random_uuid()")
@@ -278,7 +278,11 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
     assert fresh["totals"] == {"only_in_clone": 0, "only_in_template": 0, "differ": 0}
     assert fresh["tables"]["public.lab_panels"]["ignored_columns"] == ["status"]
     assert fresh["tables"]["public.patient_vitals"]["ignored_columns"] == ["tag"]
-    assert fresh["tables"]["public.patients"]["ignored_columns"] == ["patient_id"]
+    assert fresh["tables"]["public.patients"]["ignored_columns"] == ["patient_id", "wristband"]
+    assert fresh["tables"]["public.patient_medications"]["ignored_columns"] == [
+        "label_printed",
+        "last_administered",
+    ]
     counts = rewindkit.state(db, template)
     assert {t: c["same"] for t, c in fresh["tables"].items()} == {
         t: n for t, (n, _) in counts.items() if n
