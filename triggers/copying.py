@@ -7,52 +7,23 @@ retries and errors a person can act on.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from simtrail.db import Conn
-from simtrail.settings import first_line
 from simtrail.sqlfile import query
-from simtrail.triggers.installer import PACKAGE, require_installed
-from simtrail.triggers.rewinding import RETRYABLE, BadInputError, RefusedError, translate
+from simtrail.triggers.installer import PACKAGE
+from simtrail.triggers.rewinding import report_call
 
 
 def _q(name: str) -> psycopg.sql.SQL:
     return query(PACKAGE, "sql/copy_queries.sql", name)
 
 
-def _translate(exc: psycopg.Error) -> Exception:
-    message = first_line(exc.diag.message_primary or str(exc))
-    if isinstance(exc, psycopg.errors.UniqueViolation):
-        return RefusedError(message)
-    if isinstance(exc, psycopg.errors.NoDataFound | psycopg.errors.UndefinedTable):
-        return BadInputError(message)
-    return translate(exc)
-
-
-def _run(conn: Conn, name: str, params: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
-    """One transaction; retried whole on a deadlock, never partial."""
-    require_installed(conn)
-    for attempt in range(1, attempts + 1):
-        started = time.monotonic()
-        try:
-            with conn.transaction():
-                row = conn.execute(_q(name), params).fetchone()
-        except RETRYABLE as exc:
-            if attempt == attempts:
-                raise _translate(exc) from None
-            time.sleep(min(0.1 * 2**attempt, 2.0))
-            continue
-        except psycopg.Error as exc:
-            raise _translate(exc) from None
-        assert row is not None
-        report: dict[str, Any] = row["report"]
-        report["wall_ms"] = round((time.monotonic() - started) * 1000, 1)
-        return report
-    raise AssertionError("unreachable")
+def _run(conn: Conn, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    return report_call(conn, _q(name), params)
 
 
 def clone(

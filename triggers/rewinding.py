@@ -36,10 +36,20 @@ def translate(exc: psycopg.Error) -> SimtrailError:
     if (gone := interruption(exc)) is not None:
         return gone
     message = first_line(exc.diag.message_primary or str(exc))
-    if isinstance(exc, psycopg.errors.InvalidParameterValue):
-        return BadInputError(message)
+    # No such tenant, mark, table or row: bad input.
     if isinstance(
-        exc, psycopg.errors.ObjectNotInPrerequisiteState | psycopg.errors.ForeignKeyViolation
+        exc,
+        psycopg.errors.InvalidParameterValue
+        | psycopg.errors.NoDataFound
+        | psycopg.errors.UndefinedTable,
+    ):
+        return BadInputError(message)
+    # What simtrail refuses as unsafe; a copy's duplicate unique value is one.
+    if isinstance(
+        exc,
+        psycopg.errors.ObjectNotInPrerequisiteState
+        | psycopg.errors.ForeignKeyViolation
+        | psycopg.errors.UniqueViolation,
     ):
         return RefusedError(message)
     if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.InsufficientPrivilege):

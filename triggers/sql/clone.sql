@@ -17,28 +17,6 @@ EXCEPTION WHEN insufficient_privilege THEN
 END
 $$;
 
--- Take the locks of the tenants a copy reads and writes (in one order, so
--- two copies in opposite directions cannot deadlock), giving way quickly
--- to the tenants' writers; the caller retries on lock_not_available.
-CREATE OR REPLACE FUNCTION simtrail.lock_tenants(p_tenants text[], p_reads_log boolean)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
-    v_deadlock_timeout text := pg_catalog.current_setting('deadlock_timeout');
-    v_tenant text;
-BEGIN
-    PERFORM pg_catalog.set_config('lock_timeout', '200ms', true);
-    IF p_reads_log THEN
-        PERFORM simtrail.take_lock('compaction', true);
-    END IF;
-    FOR v_tenant IN SELECT DISTINCT t FROM pg_catalog.unnest(p_tenants) AS t WHERE t IS NOT NULL ORDER BY 1 LOOP
-        PERFORM simtrail.lock_tenant(v_tenant);
-    END LOOP;
-    PERFORM simtrail.restore_lock_settings(v_lock_timeout, v_deadlock_timeout);
-END
-$$;
-
 -- Refuse a copy into a class that already has rows.
 CREATE OR REPLACE FUNCTION simtrail.require_empty_tenant(p_tenant text)
 RETURNS void
@@ -202,6 +180,45 @@ BEGIN
 END
 $$;
 
+-- The part of a clone done under the two tenants' locks (see
+-- with_tenant_locks): p carries from, to, at, dry_run and mark.
+CREATE OR REPLACE FUNCTION simtrail.clone_locked(p jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_from text := p ->> 'from';
+    v_to text := p ->> 'to';
+    v_at text := p ->> 'at';
+    v_resolved jsonb;
+    v_rels jsonb;
+    v_report jsonb;
+BEGIN
+    BEGIN
+        PERFORM simtrail.require_empty_tenant(v_to);
+        IF v_at IS NOT NULL THEN
+            PERFORM simtrail.rewind_prepare();
+            v_resolved := simtrail.stage_state_at(v_from, v_at) - 'predicate';
+        END IF;
+        SELECT pg_catalog.jsonb_object_agg(c.table_name,
+                   simtrail.tenant_rows_sql(c.table_name, v_from, v_at IS NOT NULL))
+          INTO v_rels
+        FROM simtrail.captured_tables AS c
+        WHERE pg_catalog.to_regclass(c.table_name)::oid = c.relid;
+        v_report := simtrail.copy_run('clone', v_from,
+            pg_catalog.jsonb_build_object('at', v_at, 'resolved', v_resolved), v_to,
+            coalesce(v_rels, '{}'), v_at IS NOT NULL);
+        PERFORM simtrail.unstage_state();
+        v_report := simtrail.copy_finish(v_report, p ->> 'mark', (p ->> 'dry_run')::boolean);
+        IF (p ->> 'dry_run')::boolean THEN
+            PERFORM simtrail.undo_dry_run();
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'SIMDR' THEN
+        v_report := v_report || '{"copy_id": null}';
+    END;
+    RETURN v_report;
+END
+$$;
+
 -- Launch a class: copy every captured row of tenant p_from (now, or as it
 -- was at p_at) into the empty tenant p_to, then mark it (p_mark, default
 -- `launch`) so a reset brings the class back to its launch state.
@@ -213,10 +230,6 @@ SET extra_float_digits = 1 AS $$
 DECLARE
     v_from text := simtrail.known_tenant(p_from);
     v_to text := simtrail.markable_tenant(p_to);
-    v_resolved jsonb;
-    v_rels jsonb;
-    v_report jsonb;
-    v_attempt integer := 0;
 BEGIN
     IF v_from = v_to THEN
         RAISE EXCEPTION 'refused: a tenant cannot be cloned into itself' USING ERRCODE = 'invalid_parameter_value';
@@ -225,43 +238,10 @@ BEGIN
         RAISE EXCEPTION 'an empty target: give mark:NAME, change:ID or an ISO-8601 time, or none for now'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    LOOP
-        v_attempt := v_attempt + 1;
-        BEGIN
-            PERFORM simtrail.lock_tenants(ARRAY[v_from, v_to], p_at IS NOT NULL);
-            BEGIN
-                PERFORM simtrail.require_empty_tenant(v_to);
-                IF p_at IS NOT NULL THEN
-                    PERFORM simtrail.rewind_prepare();
-                    v_resolved := simtrail.stage_state_at(v_from, p_at);
-                    v_resolved := v_resolved - 'predicate';
-                END IF;
-                SELECT pg_catalog.jsonb_object_agg(c.table_name,
-                           simtrail.tenant_rows_sql(c.table_name, v_from, p_at IS NOT NULL))
-                  INTO v_rels
-                FROM simtrail.captured_tables AS c
-                WHERE pg_catalog.to_regclass(c.table_name)::oid = c.relid;
-                v_report := simtrail.copy_run('clone', v_from,
-                    pg_catalog.jsonb_build_object('at', p_at, 'resolved', v_resolved), v_to,
-                    coalesce(v_rels, '{}'), p_at IS NOT NULL);
-                PERFORM simtrail.unstage_state();
-                v_report := simtrail.copy_finish(v_report, coalesce(p_mark, 'launch'), p_dry_run);
-                IF p_dry_run THEN
-                    PERFORM simtrail.undo_dry_run();
-                END IF;
-            EXCEPTION WHEN SQLSTATE 'SIMDR' THEN
-                v_report := v_report || '{"copy_id": null}';
-            END;
-            EXIT;
-        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
-            IF v_attempt >= 10 THEN
-                RAISE EXCEPTION 'tenant % or % stayed busy through % attempts; try again', v_from, v_to, v_attempt
-                    USING ERRCODE = 'lock_not_available';
-            END IF;
-            PERFORM pg_catalog.pg_sleep(LEAST(0.05 * 2 ^ v_attempt, 2.0) * (0.5 + pg_catalog.random()));
-        END;
-    END LOOP;
-    RETURN v_report || pg_catalog.jsonb_build_object('attempts', v_attempt);
+    RETURN simtrail.with_tenant_locks(ARRAY[v_from, v_to], 'simtrail.clone_locked(jsonb)'::regprocedure,
+        pg_catalog.jsonb_build_object('from', v_from, 'to', v_to, 'at', p_at,
+                                      'dry_run', coalesce(p_dry_run, false),
+                                      'mark', coalesce(p_mark, 'launch')));
 END
 $$;
 

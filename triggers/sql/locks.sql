@@ -91,12 +91,14 @@ BEGIN
 END
 $$;
 
--- Run p_job(p_args) holding tenant p_tenant's lock exclusively and the
--- compaction lock shared: what a rewind and a purge do to one tenant's rows.
+-- Run p_job(p_args) holding the locks of tenants p_tenants exclusively and
+-- the compaction lock shared: what a rewind and a purge do to one tenant's
+-- rows, and a copy to the tenants it reads and writes. The tenants are
+-- locked in one order, so two jobs on the same pair cannot deadlock.
 -- p_job is one of ours taking and returning jsonb; its result comes back
 -- with `attempts` added. The whole job is retried (its work undone) when the
 -- tenant's writers hold locks it needs, and refused after 10 attempts.
-CREATE OR REPLACE FUNCTION simtrail.with_tenant_lock(p_tenant text, p_job regprocedure, p_args jsonb)
+CREATE OR REPLACE FUNCTION simtrail.with_tenant_locks(p_tenants text[], p_job regprocedure, p_args jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -131,14 +133,17 @@ BEGIN
             -- Compaction must not rewrite the log while we read it; the
             -- tenant's writers must wait for us.
             PERFORM simtrail.take_lock('compaction', true);
-            PERFORM simtrail.lock_tenant(p_tenant);
+            PERFORM simtrail.lock_tenant(t)
+            FROM (SELECT DISTINCT x AS t FROM pg_catalog.unnest(p_tenants) AS x
+                  WHERE x IS NOT NULL ORDER BY 1) AS o;
             EXECUTE pg_catalog.format('SELECT %s($1)', v_call) INTO v_result USING p_args;
             PERFORM simtrail.restore_lock_settings(v_lock_timeout, v_deadlock_timeout);
             RETURN v_result || pg_catalog.jsonb_build_object('attempts', v_attempt);
         EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
             PERFORM simtrail.restore_lock_settings(v_lock_timeout, v_deadlock_timeout);
             IF v_attempt >= 10 THEN
-                RAISE EXCEPTION 'tenant % stayed busy through % attempts; try again', p_tenant, v_attempt
+                RAISE EXCEPTION 'tenant % stayed busy through % attempts; try again',
+                    pg_catalog.array_to_string(p_tenants, ' or '), v_attempt
                     USING ERRCODE = 'lock_not_available';
             END IF;
             PERFORM pg_catalog.pg_sleep(LEAST(0.05 * 2 ^ v_attempt, 2.0)
@@ -146,4 +151,10 @@ BEGIN
         END;
     END LOOP;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION simtrail.with_tenant_lock(p_tenant text, p_job regprocedure, p_args jsonb)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT simtrail.with_tenant_locks(ARRAY[p_tenant], p_job, p_args)
 $$;

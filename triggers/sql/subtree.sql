@@ -160,6 +160,40 @@ BEGIN
 END
 $$;
 
+-- The part of a subtree copy or a staged copy done under the tenants'
+-- locks (see with_tenant_locks). p: kind, from, to, source, dry_run, mark;
+-- for a subtree the row (table, key) and the tables it may reach; for a
+-- staged copy require_empty.
+CREATE OR REPLACE FUNCTION simtrail.copy_locked(p jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dry boolean := (p ->> 'dry_run')::boolean;
+    v_report jsonb;
+BEGIN
+    BEGIN
+        IF p ? 'table' THEN
+            DELETE FROM simtrail.copy_rows AS r WHERE r.call_id = pg_catalog.pg_current_xact_id();
+            PERFORM simtrail.stage_subtree(p ->> 'table', p -> 'key', p ->> 'from',
+                ARRAY(SELECT pg_catalog.jsonb_array_elements_text(p -> 'tables')));
+        END IF;
+        IF coalesce((p ->> 'require_empty')::boolean, false) THEN
+            PERFORM simtrail.require_empty_tenant(p ->> 'to');
+        END IF;
+        v_report := simtrail.copy_run(p ->> 'kind', p ->> 'from', p -> 'source', p ->> 'to',
+                                      simtrail.staged_relations(), true);
+        DELETE FROM simtrail.copy_rows AS r WHERE r.call_id = pg_catalog.pg_current_xact_id();
+        v_report := simtrail.copy_finish(v_report, p ->> 'mark', v_dry);
+        IF v_dry THEN
+            PERFORM simtrail.undo_dry_run();
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'SIMDR' THEN
+        v_report := v_report || '{"copy_id": null}';
+    END;
+    RETURN v_report;
+END
+$$;
+
 -- Duplicate a row and its subtree into tenant p_to (which may be its own
 -- tenant, or any other). p_options: only / skip (config categories; the
 -- row's own table always comes), dry_run, mark (none by default).
@@ -179,7 +213,6 @@ DECLARE
     v_bad text;
     v_tables text[];
     v_report jsonb;
-    v_attempt integer := 0;
     v_dry boolean := coalesce((v_options ->> 'dry_run')::boolean, false);
     t record;
 BEGIN
@@ -202,36 +235,14 @@ BEGIN
            OR ((pg_catalog.cardinality(v_only) = 0 OR simtrail.table_category(c.table_name) = ANY (v_only))
                AND simtrail.table_category(c.table_name) <> ALL (v_skip)));
 
-    LOOP
-        v_attempt := v_attempt + 1;
-        BEGIN
-            PERFORM simtrail.lock_tenants(ARRAY[v_from, v_to], false);
-            BEGIN
-                DELETE FROM simtrail.copy_rows AS r WHERE r.call_id = pg_catalog.pg_current_xact_id();
-                PERFORM simtrail.stage_subtree(v_table, p_key, v_from, v_tables);
-                v_report := simtrail.copy_run('copy', v_from,
-                    pg_catalog.jsonb_build_object('table', v_table, 'key', p_key,
-                        'only', v_options -> 'only', 'skip', v_options -> 'skip'),
-                    v_to, simtrail.staged_relations(), true);
-                DELETE FROM simtrail.copy_rows AS r WHERE r.call_id = pg_catalog.pg_current_xact_id();
-                v_report := simtrail.copy_finish(v_report, v_options ->> 'mark', v_dry);
-                IF v_dry THEN
-                    PERFORM simtrail.undo_dry_run();
-                END IF;
-            EXCEPTION WHEN SQLSTATE 'SIMDR' THEN
-                v_report := v_report || '{"copy_id": null}';
-            END;
-            EXIT;
-        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
-            IF v_attempt >= 10 THEN
-                RAISE EXCEPTION 'tenant % or % stayed busy through % attempts; try again', v_from, v_to, v_attempt
-                    USING ERRCODE = 'lock_not_available';
-            END IF;
-            PERFORM pg_catalog.pg_sleep(LEAST(0.05 * 2 ^ v_attempt, 2.0) * (0.5 + pg_catalog.random()));
-        END;
-    END LOOP;
+    v_report := simtrail.with_tenant_locks(ARRAY[v_from, v_to], 'simtrail.copy_locked(jsonb)'::regprocedure,
+        pg_catalog.jsonb_build_object(
+            'kind', 'copy', 'from', v_from, 'to', v_to, 'dry_run', v_dry, 'mark', v_options ->> 'mark',
+            'table', v_table, 'key', p_key, 'tables', pg_catalog.to_jsonb(v_tables),
+            'source', pg_catalog.jsonb_build_object('table', v_table, 'key', p_key,
+                'only', v_options -> 'only', 'skip', v_options -> 'skip')));
     -- The new key of the row asked for, for callers that go on to use it.
-    RETURN v_report || pg_catalog.jsonb_build_object('attempts', v_attempt, 'new_key',
+    RETURN v_report || pg_catalog.jsonb_build_object('new_key',
         (SELECT k.new_key FROM simtrail.copy_keys AS k
          WHERE k.copy_id = (v_report ->> 'copy_id')::bigint AND k.table_name = v_table
            AND k.old_key = (SELECT pg_catalog.jsonb_object_agg(x, p_key -> x)
@@ -253,19 +264,10 @@ DECLARE
     v_dry boolean := coalesce((v_options ->> 'dry_run')::boolean, false);
     v_report jsonb;
 BEGIN
-    PERFORM simtrail.lock_tenants(ARRAY[v_to], false);
-    BEGIN
-        PERFORM simtrail.require_empty_tenant(v_to);
-        v_report := simtrail.copy_run(p_kind, p_source_tenant, p_source, v_to,
-                                      simtrail.staged_relations(), true);
-        DELETE FROM simtrail.copy_rows AS r WHERE r.call_id = pg_catalog.pg_current_xact_id();
-        v_report := simtrail.copy_finish(v_report, coalesce(v_options ->> 'mark', 'launch'), v_dry);
-        IF v_dry THEN
-            PERFORM simtrail.undo_dry_run();
-        END IF;
-    EXCEPTION WHEN SQLSTATE 'SIMDR' THEN
-        v_report := v_report || '{"copy_id": null}';
-    END;
+    v_report := simtrail.with_tenant_locks(ARRAY[v_to], 'simtrail.copy_locked(jsonb)'::regprocedure,
+        pg_catalog.jsonb_build_object(
+            'kind', p_kind, 'from', p_source_tenant, 'to', v_to, 'source', p_source,
+            'dry_run', v_dry, 'mark', coalesce(v_options ->> 'mark', 'launch'), 'require_empty', true));
     DELETE FROM simtrail.copy_rows AS r WHERE r.call_id = pg_catalog.pg_current_xact_id();
     RETURN v_report;
 END
