@@ -1,0 +1,382 @@
+"""Random tenant graphs for the clone and copy property tests.
+
+One fixed schema holds every shape a copy must remap; what varies per example
+is the data (which rows exist, who points at whom, cycles included), which
+declared references exist and which expression generates the unique code.
+
+    g_root   own tenant_id; parent_id: self-reference (SET NULL, cycles);
+             owner_id: an untracked user (kept); code: unique across
+             tenants (rule sql:); status: rule default; printed: rule null
+    g_child  no tenant column, tenant via root_id (CASCADE); prev_id:
+             self-reference (SET NULL, cycles, itself)
+    g_grand  bigint identity key, tenant via child_id (CASCADE, 2 deep)
+    g_link   composite primary key of two references to g_child (CASCADE)
+    g_note   own tenant_id; a composite FK to g_link; declared references
+             without FK: text to g_root.id, text to g_root.code (the ruled
+             unique column), uuid to g_child.id, text to g_grand.id (bigint)
+
+Rows point only at rows of their own tenant (or at users), so the closure of
+a row is within its tenant. Indices pick rows by position, modulo the rows of
+the right tenant, so hypothesis shrinks a failure to a few readable rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from hypothesis import strategies as st
+from psycopg import sql
+
+from simtrail.clinic import seed
+from simtrail.db import connect
+from simtrail.triggers import installer
+from tests.conftest import Database, Server
+
+Conn = psycopg.Connection[Any]
+
+SCHEMA = """
+CREATE TABLE public.g_root (
+    id        uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id uuid REFERENCES public.tenants (id) ON DELETE SET NULL,
+    parent_id uuid REFERENCES public.g_root (id) ON DELETE SET NULL,
+    owner_id  uuid REFERENCES public.user_profiles (id) ON DELETE SET NULL,
+    label     text NOT NULL,
+    code      text NOT NULL UNIQUE,
+    status    text NOT NULL DEFAULT 'new',
+    printed   boolean,
+    score     numeric(6,2),
+    meta      jsonb NOT NULL DEFAULT '{}'
+);
+CREATE TABLE public.g_child (
+    id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    root_id uuid NOT NULL REFERENCES public.g_root (id) ON DELETE CASCADE,
+    prev_id uuid REFERENCES public.g_child (id) ON DELETE SET NULL,
+    val     integer,
+    tags    text[] NOT NULL DEFAULT '{}',
+    doc     jsonb
+);
+CREATE TABLE public.g_grand (
+    id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    child_id uuid NOT NULL REFERENCES public.g_child (id) ON DELETE CASCADE,
+    note     text,
+    at       timestamptz NOT NULL DEFAULT '2024-01-01 00:00:00+00'
+);
+CREATE TABLE public.g_link (
+    a_id   uuid NOT NULL REFERENCES public.g_child (id) ON DELETE CASCADE,
+    b_id   uuid NOT NULL REFERENCES public.g_child (id) ON DELETE CASCADE,
+    weight integer NOT NULL DEFAULT 1,
+    PRIMARY KEY (a_id, b_id)
+);
+CREATE TABLE public.g_note (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id   uuid REFERENCES public.tenants (id) ON DELETE SET NULL,
+    about       text,
+    about_code  text,
+    about_child uuid,
+    about_grand text,
+    link_a      uuid,
+    link_b      uuid,
+    by_user     uuid REFERENCES public.user_profiles (id) ON DELETE SET NULL,
+    body        text NOT NULL,
+    FOREIGN KEY (link_a, link_b) REFERENCES public.g_link (a_id, b_id) ON DELETE CASCADE
+);
+INSERT INTO public.simulation_table_config
+    (table_name, category, has_tenant_id, parent_table, parent_column)
+VALUES ('g_root', 'core', true, NULL, NULL),
+       ('g_child', 'parts', false, 'g_root', 'root_id'),
+       ('g_grand', 'parts', false, 'g_child', 'child_id'),
+       ('g_link', 'links', false, 'g_child', 'a_id'),
+       ('g_note', 'notes', true, NULL, NULL);
+INSERT INTO public.tenants (id, name) VALUES
+    ('a0000000-0000-4000-8000-000000000000', 'A source'),
+    ('b0000000-0000-4000-8000-000000000000', 'B other'),
+    ('c0000000-0000-4000-8000-000000000000', 'C empty'),
+    ('d0000000-0000-4000-8000-000000000000', 'D empty');
+INSERT INTO public.user_profiles (id, full_name, role) VALUES
+    ('e0000000-0000-4000-8000-000000000000', 'Ann', 'instructor'),
+    ('e0000000-0000-4000-8000-000000000001', 'Bob', 'student'),
+    ('e0000000-0000-4000-8000-000000000002', 'Cy', 'student');
+"""
+
+A, B, C, D = (f"{c}0000000-0000-4000-8000-000000000000" for c in "abcd")
+USERS = [f"e0000000-0000-4000-8000-00000000000{i}" for i in range(3)]
+TENANTS = [A, B, None]  # what a drawn tenant index means (None: no tenant)
+
+
+def template(server: Server) -> Database:
+    """A database with the clinic's untracked tables, the graph tables as the
+    only config rows, and simtrail installed; built once per server (the
+    server fixture drops it)."""
+    name = server.templates.get("graph")
+    if name is None:
+        name = f"simtrail_tpl_graph_{os.getpid()}"
+        with server.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        with psycopg.connect(server.dsn_for(name), autocommit=True) as conn:
+            seed.apply_schema(conn, with_config=False)
+            conn.execute(SCHEMA.encode())
+        with connect(server.dsn_for(name), "test setup") as conn:
+            installer.install(conn)
+        server.templates["graph"] = name
+    return Database(server, name, server.dsn_for(name))
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Columns of `table` holding the values of `ref_cols` of `ref_table`."""
+
+    table: str
+    cols: tuple[str, ...]
+    ref_table: str
+    ref_cols: tuple[str, ...]
+    as_text: bool = False
+
+
+FKS = [
+    Ref("public.g_root", ("parent_id",), "public.g_root", ("id",)),
+    Ref("public.g_child", ("root_id",), "public.g_root", ("id",)),
+    Ref("public.g_child", ("prev_id",), "public.g_child", ("id",)),
+    Ref("public.g_grand", ("child_id",), "public.g_child", ("id",)),
+    Ref("public.g_link", ("a_id",), "public.g_child", ("id",)),
+    Ref("public.g_link", ("b_id",), "public.g_child", ("id",)),
+    Ref("public.g_note", ("link_a", "link_b"), "public.g_link", ("a_id", "b_id")),
+]
+DECLARABLE = {
+    "about": Ref("public.g_note", ("about",), "public.g_root", ("id",), as_text=True),
+    "about_code": Ref("public.g_note", ("about_code",), "public.g_root", ("code",)),
+    "about_child": Ref("public.g_note", ("about_child",), "public.g_child", ("id",)),
+    "about_grand": Ref("public.g_note", ("about_grand",), "public.g_grand", ("id",), True),
+}
+PK = {
+    "public.g_root": ("id",),
+    "public.g_child": ("id",),
+    "public.g_grand": ("id",),
+    "public.g_link": ("a_id", "b_id"),
+    "public.g_note": ("id",),
+}
+TABLES = list(PK)
+# How each table reaches its tenant: its own column, or a reference to a parent.
+TENANT_VIA: dict[str, str | Ref] = {
+    "public.g_root": "tenant_id",
+    "public.g_child": FKS[1],
+    "public.g_grand": FKS[3],
+    "public.g_link": FKS[4],
+    "public.g_note": "tenant_id",
+}
+# Copy rules as stored in simtrail.copy_rules: (table, column) -> (rule, expression).
+CODE_RULES = [
+    "'K' || md5(random()::text)",
+    "s.code || '-' || substr(md5(random()::text), 1, 8)",
+    "upper(code) || '/' || floor(random() * 1e9)::bigint::text",
+]
+DEFAULTS = {("public.g_root", "status"): "new"}
+
+
+@dataclass
+class Graph:
+    roots: list[tuple[int, int | None, int, int]]  # tenant, parent, owner, flavour
+    children: list[tuple[int, int | None, int]]  # root, prev, val
+    grands: list[tuple[int, int]]  # child, n
+    links: list[tuple[int, int, int]]  # a, b, weight
+    notes: list[tuple[int, tuple[int | None, ...], int]]  # tenant, targets, user
+    declared: frozenset[str]
+    code_rule: str
+    dangling: bool = False  # declared references to rows that do not exist
+
+    @property
+    def refs(self) -> list[Ref]:
+        return FKS + [DECLARABLE[name] for name in sorted(self.declared)]
+
+    @property
+    def rules(self) -> dict[tuple[str, str], tuple[str, str | None]]:
+        return {
+            ("public.g_root", "code"): ("sql", self.code_rule),
+            ("public.g_root", "status"): ("default", None),
+            ("public.g_root", "printed"): ("null", None),
+        }
+
+
+small = st.integers(0, 40)
+maybe = st.none() | small
+tenant_index = st.sampled_from([0, 0, 0, 1, 1, 2])
+
+graphs = st.builds(
+    Graph,
+    roots=st.lists(st.tuples(tenant_index, maybe, st.integers(0, 3), small), max_size=7),
+    children=st.lists(st.tuples(small, maybe, small), max_size=10),
+    grands=st.lists(st.tuples(small, small), max_size=8),
+    links=st.lists(st.tuples(small, small, small), max_size=6),
+    notes=st.lists(
+        st.tuples(tenant_index, st.tuples(maybe, maybe, maybe, maybe, maybe), st.integers(0, 3)),
+        max_size=6,
+    ),
+    declared=st.frozensets(st.sampled_from(sorted(DECLARABLE))),
+    code_rule=st.sampled_from(CODE_RULES),
+)
+
+
+def uid(kind: int, i: int) -> str:
+    return f"{kind:08x}-0000-4000-8000-{i:012x}"
+
+
+@dataclass
+class Loaded:
+    """Which tenant (index into TENANTS) each inserted row belongs to."""
+
+    roots: list[tuple[str, int]] = field(default_factory=list)
+    children: list[tuple[str, int]] = field(default_factory=list)
+    grands: list[tuple[int, int]] = field(default_factory=list)
+    links: list[tuple[tuple[str, str], int]] = field(default_factory=list)
+
+    def of(self, rows: list[Any], tenant: int, index: int | None) -> Any:
+        """The index-th key among rows of the tenant, or None."""
+        mine = [key for key, t in rows if t == tenant]
+        if index is None or not mine:
+            return None
+        return mine[index % len(mine)]
+
+
+def configure(conn: Conn, graph: Graph) -> None:
+    """Declared references and copy rules, written as the owner would."""
+    for ref in graph.refs[len(FKS) :]:
+        conn.execute(
+            "INSERT INTO simtrail.refs (table_name, column_name, ref_table, ref_column)"
+            " VALUES (%s, %s, %s, %s)",
+            (ref.table, ref.cols[0], ref.ref_table, ref.ref_cols[0]),
+        )
+    for (table, column), (rule, expression) in graph.rules.items():
+        conn.execute(
+            "INSERT INTO simtrail.copy_rules (table_name, column_name, rule, expression)"
+            " VALUES (%s, %s, %s, %s)",
+            (table, column, rule, expression),
+        )
+
+
+def load(conn: Conn, graph: Graph) -> Loaded:
+    """Insert the graph's rows (one transaction), self-references last."""
+    done = Loaded()
+    with conn.transaction():
+        for i, (t, _, owner, flavour) in enumerate(graph.roots):
+            key = uid(1, i)
+            conn.execute(
+                "INSERT INTO public.g_root (id, tenant_id, owner_id, label, code, status,"
+                " printed, score, meta) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    key, TENANTS[t], USERS[owner] if owner < 3 else None, f"root {i}",
+                    f"code-{i}", ["new", "open", "done"][flavour % 3],
+                    [True, False, None][flavour % 3], flavour / 4 if flavour % 2 else None,
+                    json.dumps({"i": i, "tags": [flavour]}),
+                ),
+            )  # fmt: skip
+            done.roots.append((key, t))
+        for i, (_, parent, _, _) in enumerate(graph.roots):
+            target = done.of(done.roots, done.roots[i][1], parent)
+            conn.execute(
+                "UPDATE public.g_root SET parent_id = %s WHERE id = %s", (target, uid(1, i))
+            )
+        if done.roots:
+            for i, (pos, _, val) in enumerate(graph.children):
+                key, (owner_root, t) = uid(2, i), done.roots[pos % len(done.roots)]
+                conn.execute(
+                    "INSERT INTO public.g_child (id, root_id, val, tags, doc)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (key, owner_root, val if val % 5 else None, [f"t{val % 3}"] * (val % 3),
+                     json.dumps({"v": val}) if val % 2 else None),
+                )  # fmt: skip
+                done.children.append((key, t))
+            for i, (_, prev, _) in enumerate(graph.children):
+                target = done.of(done.children, done.children[i][1], prev)
+                conn.execute(
+                    "UPDATE public.g_child SET prev_id = %s WHERE id = %s", (target, uid(2, i))
+                )
+        if done.children:
+            for child_pos, n in graph.grands:
+                key, t = done.children[child_pos % len(done.children)]
+                row = conn.execute(
+                    "INSERT INTO public.g_grand (child_id, note) VALUES (%s, %s) RETURNING id",
+                    (key, f"g{n}" if n % 3 else None),
+                ).fetchone()
+                assert row is not None
+                done.grands.append((int(row[0]), t))
+            for a, b, weight in graph.links:
+                first, t = done.children[a % len(done.children)]
+                second = done.of(done.children, t, b)
+                if conn.execute(
+                    "INSERT INTO public.g_link (a_id, b_id, weight) VALUES (%s, %s, %s)"
+                    " ON CONFLICT DO NOTHING RETURNING 1",
+                    (first, second, weight),
+                ).fetchone():
+                    done.links.append(((first, second), t))
+        for i, (t, (root, code, child, grand, link), user) in enumerate(graph.notes):
+            about = done.of(done.roots, t, root)
+            coded = done.of(done.roots, t, code)
+            linked = done.of(done.links, t, link) or (None, None)
+            grand_id = done.of(done.grands, t, grand)
+            conn.execute(
+                "INSERT INTO public.g_note (id, tenant_id, about, about_code, about_child,"
+                " about_grand, link_a, link_b, by_user, body)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    uid(5, i), TENANTS[t], about,
+                    None if coded is None else f"code-{int(coded[-12:], 16)}",
+                    done.of(done.children, t, child),
+                    None if grand_id is None else str(grand_id), *linked,
+                    USERS[user] if user < 3 else None, f"note {i}",
+                ),
+            )  # fmt: skip
+    return done
+
+
+Rows = dict[str, dict[str, dict[str, Any]]]  # table -> canonical key -> row
+
+
+def key_of(table: str, row: dict[str, Any]) -> str:
+    return json.dumps({c: row[c] for c in PK[table]}, sort_keys=True)
+
+
+def read(conn: Conn) -> Rows:
+    """Every row of every graph table, and the untracked ones, as to_jsonb."""
+    rows: Rows = {}
+    for table in [*TABLES, "public.user_profiles", "public.tenants"]:
+        images = conn.execute(f"SELECT to_jsonb(t) FROM {table} AS t").fetchall()
+        keyed = PK.get(table, ("id",))
+        rows[table] = {
+            json.dumps({c: img[c] for c in keyed}, sort_keys=True): img for (img,) in images
+        }
+    return rows
+
+
+def tenant_of(rows: Rows, table: str, row: dict[str, Any]) -> str | None:
+    """The tenant a row reaches through its path, or None."""
+    via = TENANT_VIA[table]
+    while not isinstance(via, str):
+        parent = next(
+            (p for p in rows[via.ref_table].values() if p[via.ref_cols[0]] == row[via.cols[0]]),
+            None,
+        )
+        if parent is None:
+            return None
+        table, row, via = via.ref_table, parent, TENANT_VIA[via.ref_table]
+    value = row[via]
+    return None if value is None else str(value)
+
+
+def of_tenant(rows: Rows, tenant: str) -> Rows:
+    return {
+        table: {k: r for k, r in rows[table].items() if tenant_of(rows, table, r) == tenant}
+        for table in TABLES
+    }
+
+
+def outside(rows: Rows, tenant: str) -> Rows:
+    """Every row not of the tenant (other tenants', no tenant's, untracked)."""
+    mine = of_tenant(rows, tenant)
+    return {
+        table: {k: r for k, r in images.items() if k not in mine.get(table, {})}
+        for table, images in rows.items()
+    }
