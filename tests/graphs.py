@@ -107,6 +107,10 @@ USERS = [f"e0000000-0000-4000-8000-00000000000{i}" for i in range(3)]
 TENANTS = [A, B, None]  # what a drawn tenant index means (None: no tenant)
 
 
+def uid(kind: int, i: int) -> str:
+    return f"{kind:08x}-0000-4000-8000-{i:012x}"
+
+
 def template(server: Server) -> Database:
     """A database with the clinic's untracked tables, the graph tables as the
     only config rows, and simtrail installed; built once per server (the
@@ -186,7 +190,9 @@ class Graph:
     notes: list[tuple[int, tuple[int | None, ...], int]]  # tenant, targets, user
     declared: frozenset[str]
     code_rule: str
-    dangling: bool = False  # declared references to rows that do not exist
+    # Values of declared-reference columns that name no row (some are not
+    # even keys of the referenced type): (note position, column, value).
+    dangling: list[tuple[int, tuple[str, str]]] = field(default_factory=list)
 
     @property
     def refs(self) -> list[Ref]:
@@ -205,6 +211,11 @@ small = st.integers(0, 40)
 maybe = st.none() | small
 tenant_index = st.sampled_from([0, 0, 0, 1, 1, 2])
 
+GARBAGE = [
+    ("about", uid(9, 1)), ("about", "not-a-uuid"), ("about", ""), ("about_code", "no-such"),
+    ("about_child", uid(9, 2)), ("about_grand", "999999"), ("about_grand", "x1"),
+]  # fmt: skip
+
 graphs = st.builds(
     Graph,
     roots=st.lists(st.tuples(tenant_index, maybe, st.integers(0, 3), small), max_size=7),
@@ -217,11 +228,8 @@ graphs = st.builds(
     ),
     declared=st.frozensets(st.sampled_from(sorted(DECLARABLE))),
     code_rule=st.sampled_from(CODE_RULES),
+    dangling=st.lists(st.tuples(small, st.sampled_from(GARBAGE)), max_size=2),
 )
-
-
-def uid(kind: int, i: int) -> str:
-    return f"{kind:08x}-0000-4000-8000-{i:012x}"
 
 
 @dataclass
@@ -329,6 +337,13 @@ def load(conn: Conn, graph: Graph) -> Loaded:
                     USERS[user] if user < 3 else None, f"note {i}",
                 ),
             )  # fmt: skip
+        for position, (column, value) in graph.dangling if graph.notes else []:
+            conn.execute(
+                sql.SQL("UPDATE public.g_note SET {} = %s WHERE id = %s").format(
+                    sql.Identifier(column)
+                ),
+                (value, uid(5, position % len(graph.notes))),
+            )
     return done
 
 
