@@ -12,7 +12,7 @@ import psycopg
 from click.core import ParameterSource
 
 from simtrail import __version__, logs
-from simtrail.cli import rewind_commands, rpc_commands
+from simtrail.cli import copy_commands, rewind_commands, rpc_commands
 from simtrail.cli.app import App
 from simtrail.cli.daemon_command import daemon
 from simtrail.cli.options import dry_run_option, json_option, names_database, pass_app
@@ -507,6 +507,7 @@ def _fingerprint(state: tuple[int, str] | list[Any]) -> str:
 
 
 rewind_commands.register(cli)
+copy_commands.register(cli)
 rpc_commands.register(cli)
 cli.add_command(daemon)
 

@@ -136,6 +136,19 @@ def read_time(conn: Conn, text: str, tz: str | None) -> dt.datetime:
     return parsed.value
 
 
+def typed_target(conn: Conn, target: str, tz: str | None) -> str:
+    """A target as typed (mark:, change: or a time) in the form the SQL side reads."""
+    if target.startswith(("mark:", "change:")):
+        return target
+    try:
+        return read_time(conn, target, tz).isoformat()
+    except NotATimeError:
+        raise NotATimeError(
+            f"{target.strip()!r} is not a target: use mark:NAME, change:ID or an"
+            f" ISO-8601 time (e.g. {EXAMPLE})"
+        ) from None
+
+
 def _rewind(
     app: App,
     tenant: str,
@@ -148,14 +161,7 @@ def _rewind(
     tz: str | None = None,
 ) -> None:
     with app.connect("rewind") as conn:
-        if not target.startswith(("mark:", "change:")):
-            try:
-                target = read_time(conn, target, tz).isoformat()
-            except NotATimeError:
-                raise NotATimeError(
-                    f"{target.strip()!r} is not a target: use mark:NAME, change:ID or an"
-                    f" ISO-8601 time (e.g. {EXAMPLE})"
-                ) from None
+        target = typed_target(conn, target, tz)
         report = rewinding.rewind(
             conn, tenant, target, dry_run=dry_run, force=force, nearest=nearest
         )

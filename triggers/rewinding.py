@@ -32,7 +32,7 @@ class RefusedError(SimtrailError):
     kind = "refused"
 
 
-def _translate(exc: psycopg.Error) -> SimtrailError:
+def translate(exc: psycopg.Error) -> SimtrailError:
     if (gone := interruption(exc)) is not None:
         return gone
     message = first_line(exc.diag.message_primary or str(exc))
@@ -53,7 +53,7 @@ def _call(conn: Conn, name: str, params: dict[str, Any]) -> list[dict[str, Any]]
         with conn.transaction():
             return [dict(r) for r in conn.execute(q(name), params)]
     except psycopg.Error as exc:
-        raise _translate(exc) from None
+        raise translate(exc) from None
 
 
 def create_mark(conn: Conn, tenant: str, name: str, *, replace: bool = False) -> dict[str, Any]:
@@ -98,11 +98,11 @@ def rewind(
                 row = conn.execute(q("rewind"), params).fetchone()
         except RETRYABLE as exc:
             if attempt == attempts:
-                raise _translate(exc) from None
+                raise translate(exc) from None
             time.sleep(min(0.1 * 2**attempt, 2.0))
             continue
         except psycopg.Error as exc:
-            raise _translate(exc) from None
+            raise translate(exc) from None
         assert row is not None
         report: dict[str, Any] = row["report"]
         report["wall_ms"] = round((time.monotonic() - started) * 1000, 1)

@@ -120,3 +120,45 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     )
     SELECT w.tbl, pg_catalog.max(w.depth)::integer FROM walk AS w GROUP BY w.tbl
 $$;
+
+-- The captured table a name means (bare names are in public), as
+-- captured_tables spells it; raises when it is not captured.
+CREATE OR REPLACE FUNCTION simtrail.captured_table(p_name text)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_parts text[];
+    v_name text;
+BEGIN
+    BEGIN
+        v_parts := pg_catalog.parse_ident(p_name);
+    EXCEPTION WHEN invalid_parameter_value OR syntax_error THEN
+        v_parts := NULL;
+    END;
+    IF v_parts IS NULL OR pg_catalog.cardinality(v_parts) NOT IN (1, 2) THEN
+        RAISE EXCEPTION '% is not a table name', pg_catalog.quote_literal(coalesce(p_name, ''))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.cardinality(v_parts) = 1 THEN
+        v_parts := ARRAY['public', v_parts[1]];
+    END IF;
+    SELECT c.table_name INTO v_name FROM simtrail.captured_tables AS c
+    WHERE c.relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_parts[1], v_parts[2]));
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'table % is not captured (not in the config, or disabled)',
+            pg_catalog.format('%I.%I', v_parts[1], v_parts[2]) USING ERRCODE = 'undefined_table';
+    END IF;
+    RETURN v_name;
+END
+$$;
+
+-- The config's category of a captured table.
+CREATE OR REPLACE FUNCTION simtrail.table_category(p_table text)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT c.category FROM simtrail.captured_tables AS t
+    JOIN simtrail.config_rows() AS r ON r.relid::oid = t.relid
+    JOIN public.simulation_table_config AS c ON c.id = r.config_id
+    WHERE t.table_name = p_table
+    LIMIT 1
+$$;

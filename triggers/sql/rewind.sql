@@ -144,16 +144,43 @@ BEGIN
 END
 $$;
 
+-- The current snapshot, except that this transaction counts as committed in
+-- it: a mark taken at the end of a transaction that wrote (a clone's launch
+-- mark) then includes that transaction's own changes. Transactions that got
+-- their ids between the snapshot and ours count as running.
+CREATE OR REPLACE FUNCTION simtrail.snapshot_with_self()
+RETURNS pg_snapshot
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_snap pg_snapshot := pg_catalog.pg_current_snapshot();
+    v_self xid8 := pg_catalog.pg_current_xact_id();
+    v_xmax bigint := pg_catalog.pg_snapshot_xmax(v_snap)::text::bigint;
+    v_me bigint := v_self::text::bigint;
+BEGIN
+    IF pg_catalog.pg_visible_in_snapshot(v_self, v_snap) THEN
+        RETURN v_snap;
+    END IF;
+    RETURN pg_catalog.format('%s:%s:%s', pg_catalog.pg_snapshot_xmin(v_snap),
+        GREATEST(v_xmax, v_me + 1),
+        coalesce((SELECT pg_catalog.string_agg(x::text, ',' ORDER BY x)
+                  FROM (SELECT x::text::bigint AS x FROM pg_catalog.pg_snapshot_xip(v_snap) AS x
+                        UNION SELECT g FROM pg_catalog.generate_series(v_xmax, v_me - 1) AS g) AS z
+                  WHERE z.x <> v_me), ''))::pg_snapshot;
+END
+$$;
+
 -- Record a named point in a tenant's history. Takes no table lock: the
 -- snapshot fixes exactly which transactions the mark includes.
 -- A name the tenant already uses is refused, unless p_replace: then the older
 -- mark(s) of that name are deleted and the new one takes their place.
-CREATE OR REPLACE FUNCTION simtrail.mark(p_tenant text, p_name text, p_replace boolean)
+-- p_snapshot is the point: pg_current_snapshot(), or snapshot_with_self().
+CREATE OR REPLACE FUNCTION simtrail.mark_snapshot(
+    p_tenant text, p_name text, p_replace boolean, p_snapshot pg_snapshot)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tenant text := simtrail.markable_tenant(p_tenant);
-    v_snapshot pg_snapshot;
+    v_snapshot pg_snapshot := p_snapshot;
     v_scan_from bigint;
     v_replaced integer := 0;
     v_mark record;
@@ -166,7 +193,6 @@ BEGIN
         DELETE FROM simtrail.marks AS m WHERE m.tenant_id = v_tenant AND m.name = p_name;
         GET DIAGNOSTICS v_replaced = ROW_COUNT;
     END IF;
-    v_snapshot := pg_catalog.pg_current_snapshot();
     v_scan_from := simtrail.scan_from(v_snapshot);
     -- The unique key, not a lookup first: a concurrent mark of the same name
     -- makes this wait for it, then fail, so two sessions never both win.
@@ -183,6 +209,13 @@ BEGIN
                                          'name', v_mark.name, 'created_at', v_mark.created_at,
                                          'replaced', v_replaced);
 END
+$$;
+
+-- Mark the current state (see mark_snapshot).
+CREATE OR REPLACE FUNCTION simtrail.mark(p_tenant text, p_name text, p_replace boolean)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT simtrail.mark_snapshot(p_tenant, p_name, p_replace, pg_catalog.pg_current_snapshot())
 $$;
 
 -- The first signature, kept for callers of earlier releases: never replaces.

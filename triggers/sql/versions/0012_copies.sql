@@ -63,7 +63,9 @@ CREATE INDEX copy_keys_new_idx ON simtrail.copy_keys (table_name, new_key);
 -- tables): rows to copy, when they do not come from the live tables, and
 -- the old-to-new map of every column set that a reference points at.
 -- `cols` names the columns (comma-separated); values are their text form,
--- one column as itself, several as a jsonb array.
+-- one column as itself, several as a jsonb array. The rows for a table's
+-- primary key also hold the generated values (new_vals) and both keys as
+-- objects, as simtrail.copy_keys keeps them.
 CREATE UNLOGGED TABLE simtrail.copy_rows (
     call_id    xid8 NOT NULL,
     table_name text NOT NULL,
@@ -78,7 +80,9 @@ CREATE UNLOGGED TABLE simtrail.copy_map (
     cols       text NOT NULL,
     old_value  text NOT NULL,
     new_value  text,
-    new_vals   jsonb
+    new_vals   jsonb,
+    old_key    jsonb,
+    new_key    jsonb
 );
 CREATE INDEX copy_map_call_idx ON simtrail.copy_map (call_id, table_name, cols, old_value);
 
