@@ -69,6 +69,30 @@ def expected_refs(copy: Copy, after: Rows, keymap: KeyMap, table: str, old: dict
     return out
 
 
+def remapped(copy: Copy) -> dict[str, int]:
+    """Per table, the references of copied rows that point at copied rows
+    (a composite reference counts once)."""
+    counts = dict.fromkeys(TABLES, 0)
+    for ref in copy.refs:
+        index = _index(copy, ref)
+        for row in copy.source[ref.table].values():
+            value = tuple(row[c] for c in ref.cols)
+            counts[ref.table] += None not in value and value in index
+    return counts
+
+
+def report_problems(report: dict[str, Any], copy: Copy) -> list[str]:
+    """The report's rows and remapped references per table, against the copy's."""
+    said = {
+        t: (report["tables"].get(t, {}).get("rows", 0),
+            report["tables"].get(t, {}).get("references_remapped", 0))
+        for t in TABLES
+    }  # fmt: skip
+    counts = remapped(copy)
+    true = {t: (len(copy.source[t]), counts[t]) for t in TABLES}
+    return [] if said == true else [f"the report says (rows, remapped) {said}, truly {true}"]
+
+
 def problems(before: Rows, after: Rows, keymap: KeyMap, copy: Copy) -> list[str]:
     found: list[str] = []
     for table, rows in before.items():
@@ -135,8 +159,10 @@ def _row_problems(before: Rows, after: Rows, keymap: KeyMap, copy: Copy, table: 
     return found
 
 
-def closure(rows: Rows, refs: list[Ref], table: str, key: str) -> Rows:
-    """The row and every row that references one of these, transitively."""
+def closure(rows: Rows, refs: list[Ref], table: str, key: str, tables: set[str]) -> Rows:
+    """The row and every row of its tenant, in one of the tables, that
+    references one of these, transitively."""
+    tenant = tenant_of(rows, table, rows[table][key])
     chosen: Rows = {t: {} for t in TABLES}
     chosen[table][key] = rows[table][key]
     grown = True
@@ -147,8 +173,12 @@ def closure(rows: Rows, refs: list[Ref], table: str, key: str) -> Rows:
                 tuple(_text(r[c], ref.as_text) for c in ref.ref_cols)
                 for r in chosen[ref.ref_table].values()
             }
-            for k, r in rows[ref.table].items():
-                if k not in chosen[ref.table] and tuple(r[c] for c in ref.cols) in values:
+            for k, r in rows[ref.table].items() if ref.table in tables else []:
+                if (
+                    k not in chosen[ref.table]
+                    and tuple(r[c] for c in ref.cols) in values
+                    and tenant_of(rows, ref.table, r) == tenant
+                ):
                     chosen[ref.table][k] = r
                     grown = True
     return chosen
@@ -167,6 +197,35 @@ def kept_into(rows: Rows, chosen: Rows, refs: list[Ref], tenant: str) -> list[st
                     tenant_of(rows, ref.ref_table, other) == tenant
                 ):
                     found.append(f"{ref.table} {key} {ref.cols} -> {ref.ref_table}")
+    return found
+
+
+def missing_parents(copy: Copy, now: Rows, fks: list[Ref]) -> list[str]:
+    """Foreign keys of rows to copy (as they were at a target) that point
+    neither into the copy nor at a row that exists now."""
+    found = []
+    for ref in fks:
+        inside = _index(copy, ref) if ref.ref_table in copy.source else {}
+        present = {tuple(r[c] for c in ref.ref_cols) for r in now[ref.ref_table].values()}
+        for key, row in copy.source[ref.table].items():
+            value = tuple(row[c] for c in ref.cols)
+            if None not in value and value not in inside and value not in present:
+                found.append(f"{ref.table} {key} {ref.cols} -> missing {ref.ref_table} {value}")
+    return found
+
+
+def unchanged_keys(chosen: Rows, refs: list[Ref]) -> list[str]:
+    """Rows whose key is made of references only, none of them to a copied
+    row: their copy would have the same key."""
+    copy = Copy(chosen, "", refs, {})
+    found = []
+    for table, rows in chosen.items():
+        key_refs = [r for r in refs if r.table == table and set(r.cols) <= set(PK[table])]
+        if not key_refs or _own_key_columns(table, refs):
+            continue
+        for key, row in rows.items():
+            if all(tuple(row[c] for c in r.cols) not in _index(copy, r) for r in key_refs):
+                found.append(f"{table} {key}")
     return found
 
 

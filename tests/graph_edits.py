@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.graphs import USERS, Conn
+from tests.graphs import Conn
 
 OF_TENANT = {
     "root": "SELECT r.id FROM public.g_root AS r WHERE r.tenant_id = %s ORDER BY 1",
@@ -43,8 +43,9 @@ def _update_root(conn: Conn, t: str, a: int, b: int) -> None:
     conn.execute(
         "UPDATE public.g_root SET label = label || '*', score = %s, status = 'edited',"
         " printed = NOT coalesce(printed, false), meta = meta || %s::jsonb,"
-        " owner_id = %s WHERE id = %s",
-        (b, f'{{"e": {b}}}', USERS[b % 3], pick(conn, "root", t, a)),
+        " owner_id = (SELECT u.id FROM public.user_profiles AS u ORDER BY 1 OFFSET %s LIMIT 1)"
+        " WHERE id = %s",
+        (b, f'{{"e": {b}}}', b % 3, pick(conn, "root", t, a)),
     )
 
 
@@ -159,8 +160,10 @@ def _add_note(conn: Conn, t: str, a: int, b: int) -> None:
 
 def _edit_note(conn: Conn, t: str, a: int, b: int) -> None:
     conn.execute(
-        "UPDATE public.g_note SET body = body || '!', about = %s, by_user = %s WHERE id = %s",
-        (pick(conn, "root", t, b), USERS[b % 3], pick(conn, "note", t, a)),
+        "UPDATE public.g_note SET body = body || '!', about = %s,"
+        " by_user = (SELECT u.id FROM public.user_profiles AS u ORDER BY 1 OFFSET %s LIMIT 1)"
+        " WHERE id = %s",
+        (pick(conn, "root", t, b), b % 3, pick(conn, "note", t, a)),
     )
 
 

@@ -15,9 +15,10 @@ declared references exist and which expression generates the unique code.
              without FK: text to g_root.id, text to g_root.code (the ruled
              unique column), uuid to g_child.id, text to g_grand.id (bigint)
 
-Rows point only at rows of their own tenant (or at users), so the closure of
-a row is within its tenant. Indices pick rows by position, modulo the rows of
-the right tenant, so hypothesis shrinks a failure to a few readable rows.
+Rows point at rows of their own tenant, at users, and rarely ("foreign") at
+rows of another tenant or of none, which a copy keeps. Indices pick rows by
+position, modulo the rows of the right tenant, so hypothesis shrinks a
+failure to a few readable rows.
 """
 
 from __future__ import annotations
@@ -150,6 +151,11 @@ FKS = [
     Ref("public.g_link", ("b_id",), "public.g_child", ("id",)),
     Ref("public.g_note", ("link_a", "link_b"), "public.g_link", ("a_id", "b_id")),
 ]
+# Foreign keys to the untracked users: never remapped, always checked.
+USER_FKS = [
+    Ref("public.g_root", ("owner_id",), "public.user_profiles", ("id",)),
+    Ref("public.g_note", ("by_user",), "public.user_profiles", ("id",)),
+]
 DECLARABLE = {
     "about": Ref("public.g_note", ("about",), "public.g_root", ("id",), as_text=True),
     "about_code": Ref("public.g_note", ("about_code",), "public.g_root", ("code",)),
@@ -184,10 +190,10 @@ DEFAULTS = {("public.g_root", "status"): "new"}
 @dataclass
 class Graph:
     roots: list[tuple[int, int | None, int, int]]  # tenant, parent, owner, flavour
-    children: list[tuple[int, int | None, int]]  # root, prev, val
+    children: list[tuple[int, int | None, int, bool]]  # root, prev, val, foreign prev
     grands: list[tuple[int, int]]  # child, n
-    links: list[tuple[int, int, int]]  # a, b, weight
-    notes: list[tuple[int, tuple[int | None, ...], int]]  # tenant, targets, user
+    links: list[tuple[int, int, int, bool]]  # a, b, weight, foreign b
+    notes: list[tuple[int, tuple[int | None, ...], int, bool]]  # tenant, targets, user, foreign
     declared: frozenset[str]
     code_rule: str
     # Values of declared-reference columns that name no row (some are not
@@ -210,6 +216,8 @@ class Graph:
 small = st.integers(0, 40)
 maybe = st.none() | small
 tenant_index = st.sampled_from([0, 0, 0, 1, 1, 2])
+rarely = st.integers(0, 5).map(lambda n: n == 5)
+OTHER = {0: 1, 1: 2, 2: 0}  # the tenant a foreign reference picks from: A->B->none->A
 
 GARBAGE = [
     ("about", uid(9, 1)), ("about", "not-a-uuid"), ("about", ""), ("about_code", "no-such"),
@@ -218,13 +226,18 @@ GARBAGE = [
 
 graphs = st.builds(
     Graph,
-    roots=st.lists(st.tuples(tenant_index, maybe, st.integers(0, 3), small), max_size=7),
-    children=st.lists(st.tuples(small, maybe, small), max_size=10),
+    # The first root is the source's, so a subtree copy always has a root.
+    roots=st.lists(
+        st.tuples(tenant_index, maybe, st.integers(0, 3), small), min_size=1, max_size=8
+    ).map(lambda rs: [(0, *rs[0][1:]), *rs[1:]]),
+    children=st.lists(st.tuples(small, maybe, small, rarely), max_size=12),
     grands=st.lists(st.tuples(small, small), max_size=8),
-    links=st.lists(st.tuples(small, small, small), max_size=6),
+    links=st.lists(st.tuples(small, small, small, rarely), max_size=8),
     notes=st.lists(
-        st.tuples(tenant_index, st.tuples(maybe, maybe, maybe, maybe, maybe), st.integers(0, 3)),
-        max_size=6,
+        st.tuples(
+            tenant_index, st.tuples(maybe, maybe, maybe, maybe, maybe), st.integers(0, 3), rarely
+        ),
+        max_size=8,
     ),
     declared=st.frozensets(st.sampled_from(sorted(DECLARABLE))),
     code_rule=st.sampled_from(CODE_RULES),
@@ -288,7 +301,7 @@ def load(conn: Conn, graph: Graph) -> Loaded:
                 "UPDATE public.g_root SET parent_id = %s WHERE id = %s", (target, uid(1, i))
             )
         if done.roots:
-            for i, (pos, _, val) in enumerate(graph.children):
+            for i, (pos, _, val, _) in enumerate(graph.children):
                 key, (owner_root, t) = uid(2, i), done.roots[pos % len(done.roots)]
                 conn.execute(
                     "INSERT INTO public.g_child (id, root_id, val, tags, doc)"
@@ -297,8 +310,9 @@ def load(conn: Conn, graph: Graph) -> Loaded:
                      json.dumps({"v": val}) if val % 2 else None),
                 )  # fmt: skip
                 done.children.append((key, t))
-            for i, (_, prev, _) in enumerate(graph.children):
-                target = done.of(done.children, done.children[i][1], prev)
+            for i, (_, prev, _, foreign) in enumerate(graph.children):
+                t = done.children[i][1]
+                target = done.of(done.children, OTHER[t] if foreign else t, prev)
                 conn.execute(
                     "UPDATE public.g_child SET prev_id = %s WHERE id = %s", (target, uid(2, i))
                 )
@@ -311,20 +325,21 @@ def load(conn: Conn, graph: Graph) -> Loaded:
                 ).fetchone()
                 assert row is not None
                 done.grands.append((int(row[0]), t))
-            for a, b, weight in graph.links:
+            for a, b, weight, foreign in graph.links:
                 first, t = done.children[a % len(done.children)]
-                second = done.of(done.children, t, b)
+                second = done.of(done.children, OTHER[t] if foreign else t, b) or first
                 if conn.execute(
                     "INSERT INTO public.g_link (a_id, b_id, weight) VALUES (%s, %s, %s)"
                     " ON CONFLICT DO NOTHING RETURNING 1",
                     (first, second, weight),
                 ).fetchone():
                     done.links.append(((first, second), t))
-        for i, (t, (root, code, child, grand, link), user) in enumerate(graph.notes):
-            about = done.of(done.roots, t, root)
-            coded = done.of(done.roots, t, code)
-            linked = done.of(done.links, t, link) or (None, None)
-            grand_id = done.of(done.grands, t, grand)
+        for i, (t, (root, code, child, grand, link), user, foreign) in enumerate(graph.notes):
+            of = OTHER[t] if foreign else t
+            about = done.of(done.roots, of, root)
+            coded = done.of(done.roots, of, code)
+            linked = done.of(done.links, of, link) or (None, None)
+            grand_id = done.of(done.grands, of, grand)
             conn.execute(
                 "INSERT INTO public.g_note (id, tenant_id, about, about_code, about_child,"
                 " about_grand, link_a, link_b, by_user, body)"
@@ -332,7 +347,7 @@ def load(conn: Conn, graph: Graph) -> Loaded:
                 (
                     uid(5, i), TENANTS[t], about,
                     None if coded is None else f"code-{int(coded[-12:], 16)}",
-                    done.of(done.children, t, child),
+                    done.of(done.children, of, child),
                     None if grand_id is None else str(grand_id), *linked,
                     USERS[user] if user < 3 else None, f"note {i}",
                 ),

@@ -12,12 +12,22 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests import graph_edits, graphs
 from tests.conftest import Database, Server
-from tests.copycheck import Copy, KeyMap, closure, kept_into, problems, reference_copy
+from tests.copycheck import (
+    Copy,
+    KeyMap,
+    closure,
+    kept_into,
+    missing_parents,
+    problems,
+    reference_copy,
+    report_problems,
+    unchanged_keys,
+)
 from tests.fresh import copy_of, settle
 from tests.graphs import A, B, C, D, Graph, Rows
 
@@ -51,12 +61,6 @@ def keymap(conn: graphs.Conn, copy_id: int) -> KeyMap:
     return out
 
 
-def newest_copy(conn: graphs.Conn) -> int:
-    row = conn.execute("SELECT max(id) FROM simtrail.copies").fetchone()
-    assert row is not None and row[0] is not None, "no simtrail.copies row"
-    return int(row[0])
-
-
 def newest_copy_or_zero(conn: graphs.Conn) -> int:
     row = conn.execute("SELECT coalesce(max(id), 0) FROM simtrail.copies").fetchone()
     assert row is not None
@@ -74,10 +78,14 @@ def log_size(conn: graphs.Conn) -> int:
 
 HAND_MADE = Graph(
     roots=[(0, 1, 0, 1), (0, 0, 3, 2), (1, None, 1, 3), (2, None, 2, 0)],
-    children=[(0, 1, 3), (1, 0, 4), (0, 0, 5), (2, None, 6)],
+    children=[(0, 1, 3, False), (1, 0, 4, False), (0, 0, 5, False), (2, None, 6, False)],
     grands=[(0, 1), (1, 2), (3, 4)],
-    links=[(0, 1, 7), (1, 0, 8), (2, 2, 9)],
-    notes=[(0, (1, 0, 2, 1, 0), 0), (1, (0, 0, 0, 0, 0), 1), (0, (None,) * 5, 3)],
+    links=[(0, 1, 7, False), (1, 0, 8, False), (2, 2, 9, False)],
+    notes=[
+        (0, (1, 0, 2, 1, 0), 0, False),
+        (1, (0, 0, 0, 0, 0), 1, False),
+        (0, (0, None, 0, None, None), 3, True),  # names B's root and child: kept
+    ],
     declared=frozenset(graphs.DECLARABLE),
     code_rule=graphs.CODE_RULES[0],
 )
@@ -88,9 +96,7 @@ def _swap(column: str, table: str) -> Callable[[Rows, KeyMap], None]:
 
     def mutate(after: Rows, keymap: KeyMap) -> None:
         new = [after[table][k] for k in sorted(keymap[table].values())]
-        first, second = next(
-            (x, y) for x in new for y in new if x[column] != y[column]
-        )
+        first, second = next((x, y) for x in new for y in new if x[column] != y[column])
         first[column], second[column] = second[column], first[column]
 
     return mutate
@@ -174,7 +180,7 @@ def test_the_checker_accepts_a_correct_copy_and_catches_each_mistake(graph_db: D
 def test_the_checker_follows_references_into_a_subtree(graph_db: Database) -> None:
     before, copy = _hand_made(graph_db)
     root = json.dumps({"id": graphs.uid(1, 1)})
-    subtree = closure(before, HAND_MADE.refs, "public.g_root", root)
+    subtree = closure(before, HAND_MADE.refs, "public.g_root", root, set(graphs.TABLES))
     # Root 1's children, their grandchildren and links, the note that names
     # it; and root 0, whose parent_id points at root 1, with all of its own.
     assert {t: len(r) for t, r in subtree.items()} == {
@@ -191,6 +197,10 @@ def test_the_checker_follows_references_into_a_subtree(graph_db: Database) -> No
 # The engine.
 
 
+def _bucket(n: int) -> str:
+    return "0" if n == 0 else "1-4" if n < 5 else "5-14" if n < 15 else "15+"
+
+
 def clone(conn: graphs.Conn, source: str, to: str, at: str | None) -> dict[str, Any]:
     row = conn.execute("SELECT simtrail.clone_tenant(%s, %s, %s)", (source, to, at)).fetchone()
     assert row is not None
@@ -204,6 +214,9 @@ def clone(conn: graphs.Conn, source: str, to: str, at: str | None) -> dict[str, 
     source_edits=graph_edits.edits,
     clone_edits=graph_edits.edits,
     at_mark=st.booleans(),
+    other_edits=graph_edits.edits,
+    drop_user=st.integers(0, 3).map(lambda n: n == 3),
+    target_history=st.booleans(),
 )
 def test_clone_maps_every_row_and_reference_and_reset_gives_it_back(
     graph_db: Database,
@@ -211,26 +224,48 @@ def test_clone_maps_every_row_and_reference_and_reset_gives_it_back(
     source_edits: list[graph_edits.Edit],
     clone_edits: list[graph_edits.Edit],
     at_mark: bool,
+    other_edits: list[graph_edits.Edit],
+    drop_user: bool,
+    target_history: bool,
 ) -> None:
     with copy_of(graph_db) as db, psycopg.connect(db.dsn, autocommit=True) as conn:
         graphs.configure(conn, graph)
         graphs.load(conn, graph)
         # Cloned as the source is now, or as it was at a mark taken before
-        # the source's edits (the state then comes from the log).
+        # the edits (the state then comes from the log). Rows outside the
+        # copy that it pointed at then may be gone since.
         at = None
         if at_mark:
             conn.execute("SELECT simtrail.mark(%s, 'template')", (A,))
             at = "mark:template"
         source = graphs.of_tenant(graphs.read(conn), A)
         graph_edits.apply(conn, A, source_edits)
+        graph_edits.apply(conn, B, other_edits)
+        if drop_user:
+            conn.execute("DELETE FROM public.user_profiles WHERE id = %s", (graphs.USERS[0],))
+        if target_history:  # the target had rows once: the reset must not bring them back
+            graph_edits.apply(
+                conn, C, [("add_root", 0, 0), ("add_child", 0, 0), ("add_note", 0, 0)]
+            )
+            conn.execute("DELETE FROM public.g_root WHERE tenant_id = %s", (C,))
+            conn.execute("DELETE FROM public.g_note WHERE tenant_id = %s", (C,))
         before = graphs.read(conn)
         if not at_mark:
             source = graphs.of_tenant(before, A)
 
-        clone(conn, A, C, at)
-        after = graphs.read(conn)
         copy = Copy(source, C, graph.refs, graph.rules)
-        assert problems(before, after, keymap(conn, newest_copy(conn)), copy) == []
+        if missing_parents(copy, before, graphs.FKS + graphs.USER_FKS):
+            event("refusal expected: a missing parent")
+            log = log_size(conn)
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                clone(conn, A, C, at)
+            assert graphs.read(conn) == before and log_size(conn) == log
+            return
+        report = clone(conn, A, C, at)
+        after = graphs.read(conn)
+        event(f"rows copied: {_bucket(sum(map(len, source.values())))}")
+        assert problems(before, after, keymap(conn, report["copy_id"]), copy) == []
+        assert report_problems(report, copy) == []
 
         # Students edit the clone; a reset gives the clone back exactly, and
         # touches nothing else.
@@ -243,33 +278,71 @@ def test_clone_maps_every_row_and_reference_and_reset_gives_it_back(
         assert graphs.outside(reset, C) == graphs.outside(edited, C)
 
 
+CATEGORIES = {
+    "public.g_root": "core", "public.g_child": "parts", "public.g_grand": "parts",
+    "public.g_link": "links", "public.g_note": "notes",
+}  # fmt: skip
+
+
 @SETTINGS
-@given(graph=graphs.graphs, which=st.integers(0, 40), to=st.sampled_from([B, D, A]))
+@given(
+    graph=graphs.graphs,
+    table=st.sampled_from(graphs.TABLES),
+    which=st.integers(0, 40),
+    to=st.sampled_from([B, D, A]),
+    skip=st.frozensets(st.sampled_from(sorted(set(CATEGORIES.values())))),
+    dry_run=st.booleans(),
+)
 def test_copy_subtree_maps_the_row_and_everything_that_references_it(
-    graph_db: Database, graph: Graph, which: int, to: str
+    graph_db: Database,
+    graph: Graph,
+    table: str,
+    which: int,
+    to: str,
+    skip: frozenset[str],
+    dry_run: bool,
 ) -> None:
     with copy_of(graph_db) as db, psycopg.connect(db.dsn, autocommit=True) as conn:
         graphs.configure(conn, graph)
         graphs.load(conn, graph)
         before = graphs.read(conn)
-        roots = sorted(graphs.of_tenant(before, A)["public.g_root"])
-        if not roots:
+        keys = sorted(graphs.of_tenant(before, A)[table])
+        if not keys:
             return
-        root = roots[which % len(roots)]
-        subtree = closure(before, graph.refs, "public.g_root", root)
-        # A copy into another tenant may not keep a reference into the source.
-        refuse = to != A and bool(kept_into(before, subtree, graph.refs, A))
+        key = keys[which % len(keys)]
+        # Skipped categories are not followed; the row's own table always is.
+        tables = {t for t, c in CATEGORIES.items() if c not in skip} | {table}
+        subtree = closure(before, graph.refs, table, key, tables)
+        # A copy into another tenant may not keep a reference into the
+        # source; a copy whose key is made of references to rows it does not
+        # copy would duplicate the key.
+        refuse = (to != A and bool(kept_into(before, subtree, graph.refs, A))) or bool(
+            unchanged_keys(subtree, graph.refs)
+        )
+        rows = sum(map(len, subtree.values()))
+        event("refusal expected" if refuse else f"rows copied: {_bucket(rows)}")
         log, copies = log_size(conn), newest_copy_or_zero(conn)
+        options = json.dumps({"skip": sorted(skip), "dry_run": dry_run})
         try:
-            conn.execute(
-                "SELECT simtrail.copy_subtree('public.g_root', %s::jsonb, %s, '{}')", (root, to)
-            )
+            row = conn.execute(
+                "SELECT simtrail.copy_subtree(%s, %s::jsonb, %s, %s)", (table, key, to, options)
+            ).fetchone()
         except psycopg.Error as exc:
             assert refuse, exc
+            assert exc.sqlstate in ("23503", "23505"), exc
             assert graphs.read(conn) == before
             assert (log_size(conn), newest_copy_or_zero(conn)) == (log, copies)
             return
         assert not refuse, "the copy should have refused"
-        after = graphs.read(conn)
+        assert row is not None
+        report = row[0]
         copy = Copy(subtree, to, graph.refs, graph.rules)
-        assert problems(before, after, keymap(conn, newest_copy(conn)), copy) == []
+        assert report_problems(report, copy) == []
+        if dry_run:
+            assert report["copy_id"] is None
+            assert graphs.read(conn) == before
+            assert (log_size(conn), newest_copy_or_zero(conn)) == (log, copies)
+            return
+        after = graphs.read(conn)
+        assert problems(before, after, keymap(conn, report["copy_id"]), copy) == []
+        assert report["new_key"] == json.loads(keymap(conn, report["copy_id"])[table][key])

@@ -16,10 +16,10 @@ from tests.graphs import A, B, C, Graph
 
 SMALL = Graph(
     roots=[(0, 1, 0, 1), (0, None, 3, 2), (1, None, 1, 3)],
-    children=[(0, 1, 3), (1, 0, 4), (2, None, 6)],
+    children=[(0, 1, 3, False), (1, 0, 4, False), (2, None, 6, False)],
     grands=[(0, 1), (2, 4)],
-    links=[(0, 1, 7)],
-    notes=[(0, (1, 0, 1, 0, 0), 0), (1, (0, 0, 0, 0, 0), 1)],
+    links=[(0, 1, 7, False)],
+    notes=[(0, (1, 0, 1, 0, 0), 0, False), (1, (0, 0, 0, 0, 0), 1, False)],
     declared=frozenset(graphs.DECLARABLE),
     code_rule=graphs.CODE_RULES[0],
 )
@@ -28,9 +28,10 @@ UNKNOWN = "f0000000-0000-4000-8000-000000000000"  # a valid key no tenant has
 
 @pytest.fixture
 def conn(server: Server) -> Iterator[graphs.Conn]:
-    with copy_of(graphs.template(server)) as db, psycopg.connect(
-        db.dsn, autocommit=True
-    ) as connection:
+    with (
+        copy_of(graphs.template(server)) as db,
+        psycopg.connect(db.dsn, autocommit=True) as connection,
+    ):
         graphs.configure(connection, SMALL)
         graphs.load(connection, SMALL)
         yield connection
@@ -83,9 +84,7 @@ def test_clone_with_a_unique_column_without_a_rule_is_refused(conn: graphs.Conn)
 def test_copy_with_a_unique_column_without_a_rule_is_refused(conn: graphs.Conn) -> None:
     conn.execute("DELETE FROM simtrail.copy_rules WHERE column_name = 'code'")
     root = graphs.key_of("public.g_root", {"id": graphs.uid(1, 1)})
-    error = refused(
-        conn, "SELECT simtrail.copy_subtree('public.g_root', %s::jsonb, %s)", (root, C)
-    )
+    error = refused(conn, "SELECT simtrail.copy_subtree('public.g_root', %s::jsonb, %s)", (root, C))
     assert "code" in str(error)
 
 
