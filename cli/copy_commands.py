@@ -15,7 +15,8 @@ from simtrail.errors import SimtrailError
 from simtrail.triggers import copying
 
 
-def _show(report: dict[str, Any], as_json: bool) -> None:
+def show_copy(report: dict[str, Any], as_json: bool, source: str | None = None) -> None:
+    """A copy's report: per table rows, references remapped, values generated."""
     if as_json:
         emit_json(report)
         return
@@ -35,7 +36,8 @@ def _show(report: dict[str, Any], as_json: bool) -> None:
     totals = report["totals"]
     verb = "would copy" if report["dry_run"] else "copied"
     click.echo(
-        f"{verb} {totals['rows']} rows from tenant {report['from']} to tenant {report['to']},"
+        f"{verb} {totals['rows']} rows from {source or 'tenant ' + str(report['from'])}"
+        f" to tenant {report['to']},"
         f" remapping {totals['references_remapped']} references"
         + (f"; marked {report['mark']}" if report.get("mark") and not report["dry_run"] else "")
         + (f" (copy {report['copy_id']})" if report.get("copy_id") else "")
@@ -84,7 +86,7 @@ def clone(
         report = copying.clone(
             conn, source, target, at=resolved_at, dry_run=dry_run, mark=mark_name
         )
-    _show(report, as_json)
+    show_copy(report, as_json)
 
 
 def _key(text: str) -> dict[str, Any]:
@@ -131,7 +133,7 @@ def copy(
         report = copying.copy_subtree(
             conn, table_name, key, target, only=only, skip=skip, dry_run=dry_run
         )
-    _show(report, as_json)
+    show_copy(report, as_json)
     if not as_json and report.get("new_key") and not report["dry_run"]:
         click.echo(f"new key: {json.dumps(report['new_key'])}")
 

@@ -12,7 +12,14 @@ import psycopg
 from click.core import ParameterSource
 
 from simtrail import __version__, logs
-from simtrail.cli import copy_commands, rewind_commands, rpc_commands
+from simtrail.cli import (
+    config_refs,
+    copy_commands,
+    purge_diff_commands,
+    rewind_commands,
+    rpc_commands,
+    snapshot_commands,
+)
 from simtrail.cli.app import App
 from simtrail.cli.daemon_command import daemon
 from simtrail.cli.options import dry_run_option, json_option, names_database, pass_app
@@ -383,6 +390,7 @@ def config_discover(
     if result["ignored"]:
         click.echo("\nignored (simtrail config unignore TABLE to undo):")
         click.echo(table(result["ignored"], ["table_name", "reason"]))
+    config_refs.print_candidates(result["references"])
     for name in result["added"]:
         click.echo(f"added {name}")
     if result["values"]:
@@ -441,19 +449,35 @@ def config_ignored(app: App, as_json: bool) -> None:
 @names_database
 @pass_app
 def demo(app: App, data_dir: Path, demo_dsn: str | None, as_json: bool) -> None:
-    """Build a clinic, launch three classes, let students chart, show the captured history.
+    """Build a clinic, launch a class from a template, copy a patient, chart, reset.
 
     Runs on an embedded PostgreSQL unless --dsn is given on the command line
     (before or after `demo`): DATABASE_URL, PG* and SIMTRAIL_DSN are ignored, so
     the demo never creates a database on a server it was not asked to use.
     """
     say: Callable[[str], None] = (lambda _: None) if as_json else click.echo
-    result = clinic_demo.run(
-        _asked_for(demo_dsn), data_dir.resolve(), say, on_connect=app.arrived
-    )
+    result = clinic_demo.run(_asked_for(demo_dsn), data_dir.resolve(), say, on_connect=app.arrived)
     if as_json:
         emit_json(result)
         return
+    launch = result["launch"]
+    click.echo(
+        "\nThe class launched from the template with `simtrail clone` (new ids, same content):"
+    )
+    click.echo(
+        table(launch["tables"], ["table_name", "template_rows", "launched_rows", "ids_shared"])
+    )
+    differ = launch["diff_against_template"]
+    click.echo(
+        f"diff --against the template: {differ['differ']} rows differ, "
+        f"{differ['only_in_clone']} only in the class, {differ['only_in_template']} only in the"
+        " template (wristbands and reset columns are ruled, so not compared)"
+    )
+    dup = result["duplicate"]
+    click.echo(
+        f"\n`simtrail copy` duplicated patient {dup['mrn']} into another class: "
+        + ", ".join(f"{n} {t.removeprefix('public.')}" for t, n in sorted(dup["tables"].items()))
+    )
     click.echo("\nWhat simtrail captured during the session (one class only):")
     click.echo(
         table(result["session"], ["table_name", "operation", "changes", "without_tenant", "who"])
@@ -478,14 +502,15 @@ def demo(app: App, data_dir: Path, demo_dsn: str | None, as_json: bool) -> None:
     )
     status = result["status"]
     click.echo(
-        f"\nReset exact: {'yes' if result['reset_exact'] else 'NO'}; "
+        f"\nLaunch exact: {'yes' if result['launch_exact'] else 'NO'}; "
+        f"reset exact: {'yes' if result['reset_exact'] else 'NO'}; "
         f"other classes untouched: {'yes' if result['other_classes_untouched'] else 'NO'}."
     )
     click.echo(
         f"Log: {status['total_changes']} changes over {len(status['tables'])} tables, "
         f"{status['changes_without_tenant']} without a tenant."
     )
-    if not (result["reset_exact"] and result["other_classes_untouched"]):
+    if not (result["launch_exact"] and result["reset_exact"] and result["other_classes_untouched"]):
         sys.exit(1)
 
 
@@ -506,9 +531,12 @@ def _fingerprint(state: tuple[int, str] | list[Any]) -> str:
     return f"{rows} rows {checksum[:8]}"
 
 
+config_refs.register(config)
 rewind_commands.register(cli)
 copy_commands.register(cli)
+purge_diff_commands.register(cli)
 rpc_commands.register(cli)
+snapshot_commands.register(cli)
 cli.add_command(daemon)
 
 

@@ -75,3 +75,16 @@ def table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in body]
     return "\n".join(lines)
+
+
+def short(value: Any, width: int = 60) -> str:
+    """A value on one line, cut to `width`: strings as they are, the rest as JSON."""
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def per_table(tables: Mapping[str, Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """A report's counts per table, aligned, tables sorted; nothing when there are none."""
+    rows = [{"table": name, **counts} for name, counts in sorted(tables.items())]
+    if rows:
+        click.echo(table(rows, ["table", *columns]))

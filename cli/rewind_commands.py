@@ -18,7 +18,7 @@ from simtrail.cli.options import (
     tenant_option,
     tz_option,
 )
-from simtrail.cli.output import cell, emit_json, table
+from simtrail.cli.output import cell, emit_json, per_table, short, table
 from simtrail.db import Conn
 from simtrail.times import EXAMPLE, NotATimeError, parse_time, zone_info
 from simtrail.triggers import rewinding
@@ -96,9 +96,7 @@ def _show_report(report: dict[str, Any], as_json: bool) -> None:
         f"({resolved['resolved_by']}, {resolved.get('at')})"
     )
     click.echo(f"precision: {resolved['precision']}")
-    rows = [{"table": name, **counts} for name, counts in sorted(report["tables"].items())]
-    if rows:
-        click.echo(table(rows, ["table", "deleted", "restored", "reverted"]))
+    per_table(report["tables"], ["deleted", "restored", "reverted"])
     totals = report["totals"]
     click.echo(
         f"{verb} undo {report['changes_undone']} changes: delete {totals['deleted']}, "
@@ -262,15 +260,10 @@ def history(
             f"{row['table_name']} {key}{tag}"
         )
         for column, (before, after) in row["diff"].items():
-            click.echo(f"      {column}: {_short(before)} → {_short(after)}")
+            click.echo(f"      {column}: {short(before)} → {short(after)}")
     if not rows:
         click.echo("no changes")
         sys.exit(0)
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def register(group: click.Group) -> None:

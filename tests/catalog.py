@@ -247,5 +247,8 @@ FIXTURE_TABLES = {
         "patient_wounds",
         "wound_assessments",
         "patient_care_team",
+        "medication_scans",
+        "order_medications",
+        "wound_treatments",
     )
 }

@@ -93,6 +93,7 @@ def _template(server: Server, kind: str) -> str:
     if kind in ("installed", "seeded"):
         with connect(server.dsn_for(name), "test setup") as conn:
             installer.install(conn)
+            seed.apply_copy_config(conn)
     if kind == "seeded":
         with psycopg.connect(server.dsn_for(name), autocommit=True) as conn:
             seed.seed_tenants(conn, tenants=3, patients_per_tenant=4, rng=random.Random(7))
@@ -128,7 +129,8 @@ def clinic_db(server: Server) -> Iterator[Database]:
 
 @pytest.fixture
 def installed_db(server: Server) -> Iterator[Database]:
-    """The clinic schema with simtrail installed and no data yet."""
+    """The clinic schema with simtrail installed, the fixture's declared
+    references and copy rules, and no data yet."""
     yield from _clone(server, "installed")
 
 

@@ -5,7 +5,11 @@ and tenants by position, so hypothesis can shrink a failing history to a few
 readable steps. Every kind runs plain SQL, as an application would; cascades,
 SET NULLs and key changes come from the schema itself. Patients move between
 classes and to and from no class at all, with the children that reach their
-tenant through them.
+tenant through them. References without a foreign key (scans, wound
+treatments) are left dangling when what they point at goes.
+
+Wristbands are random (md5 of random()): unique across tenants as the column
+wants, and no pick depends on them, so a history still replays exactly.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ Conn = psycopg.Connection[Any]
 Op = tuple[str, int, int]
 
 
-def pick(conn: Conn, query: str, index: int) -> Any:
+def pick(conn: Conn, query: str, index: int, params: Any = None) -> Any:
     """The index-th row (modulo the count) of a query ordered by its first column."""
-    rows = conn.execute(query.encode()).fetchall()
+    rows = conn.execute(query.encode(), params).fetchall()
     if not rows:
         return None
     return rows[index % len(rows)][0]
@@ -40,8 +44,8 @@ def patient(conn: Conn, index: int) -> Any:
 def _add_patient(conn: Conn, a: int, b: int) -> None:
     conn.execute(
         "INSERT INTO public.patients (tenant_id, patient_id, first_name, last_name,"
-        " date_of_birth, allergies, acuity, admission_details)"
-        " VALUES (%s, %s, 'Pat', %s, '1950-01-01', %s, 'guarded', %s)"
+        " date_of_birth, allergies, acuity, admission_details, wristband)"
+        " VALUES (%s, %s, 'Pat', %s, '1950-01-01', %s, 'guarded', %s, " + WRISTBAND + ")"
         " ON CONFLICT (tenant_id, patient_id) DO NOTHING",
         (
             tenant(conn, a),
@@ -53,6 +57,9 @@ def _add_patient(conn: Conn, a: int, b: int) -> None:
     )
 
 
+WRISTBAND = "'P' || left(md5(random()::text), 12)"
+
+
 def _readmit(conn: Conn, a: int, b: int) -> None:
     """Discharge a patient and admit a new one under the same MRN, same class."""
     row = conn.execute(
@@ -62,7 +69,9 @@ def _readmit(conn: Conn, a: int, b: int) -> None:
     if row:
         conn.execute(
             "INSERT INTO public.patients (tenant_id, patient_id, first_name, last_name,"
-            " date_of_birth) VALUES (%s, %s, 'Re', 'Admitted', '1960-02-02')",
+            " date_of_birth, wristband) VALUES (%s, %s, 'Re', 'Admitted', '1960-02-02', "
+            + WRISTBAND
+            + ")",
             row,
         )
 
@@ -240,6 +249,88 @@ def _supersede_order(conn: Conn, a: int, b: int) -> None:
     )
 
 
+def _medications(conn: Conn, a: int, b: int) -> None:
+    """Prescribe a drug, give one (its label printed, a scan storing both ids
+    as text), or stop one: its administrations and order links cascade, its
+    scans stay."""
+    kind = b % 3
+    if kind == 0:
+        conn.execute(
+            "INSERT INTO public.patient_medications (tenant_id, patient_id, name, dosage, route,"
+            " frequency) SELECT tenant_id, id, %s, '1 tab', 'PO', 'Daily'"
+            " FROM public.patients WHERE id = %s",
+            (f"Drug {b}", patient(conn, a)),
+        )
+        return
+    medication = pick(conn, "SELECT id FROM public.patient_medications ORDER BY id", a)
+    if kind == 1:
+        conn.execute(
+            "UPDATE public.patient_medications SET label_printed = true,"
+            " last_administered = now() WHERE id = %s",
+            (medication,),
+        )
+        conn.execute(
+            "INSERT INTO public.medication_scans (tenant_id, patient_id, medication_id, barcode)"
+            " SELECT tenant_id, patient_id::text, id::text, 'MED-' || left(id::text, 8)"
+            " FROM public.patient_medications WHERE id = %s",
+            (medication,),
+        )
+    else:
+        conn.execute("DELETE FROM public.patient_medications WHERE id = %s", (medication,))
+
+
+def _order_links(conn: Conn, a: int, b: int) -> None:
+    """Link an order to a medication of its patient and class, or move a link
+    to another such order (a change of a key made of two references)."""
+    order = pick(conn, "SELECT id FROM public.doctors_orders ORDER BY id", a)
+    if b % 2 == 0:
+        conn.execute(
+            "INSERT INTO public.order_medications (order_id, medication_id, tenant_id)"
+            " SELECT o.id, m.id, o.tenant_id FROM public.doctors_orders AS o"
+            " JOIN public.patient_medications AS m ON m.patient_id = o.patient_id"
+            "  AND m.tenant_id IS NOT DISTINCT FROM o.tenant_id"
+            " WHERE o.id = %s ORDER BY m.id OFFSET %s LIMIT 1"
+            " ON CONFLICT DO NOTHING",
+            (order, b // 2 % 4),
+        )
+        return
+    rows = conn.execute(
+        "SELECT order_id, medication_id FROM public.order_medications ORDER BY 1, 2"
+    ).fetchall()
+    if not rows:
+        return
+    old_order, medication = rows[a % len(rows)]
+    new_order = pick(
+        conn,
+        "SELECT o.id FROM public.doctors_orders AS o JOIN public.doctors_orders AS c"
+        " ON c.id = %s AND o.patient_id = c.patient_id AND o.id <> c.id"
+        "  AND o.tenant_id IS NOT DISTINCT FROM c.tenant_id"
+        " WHERE NOT EXISTS (SELECT 1 FROM public.order_medications AS x"
+        "                  WHERE x.order_id = o.id AND x.medication_id = %s)"
+        " ORDER BY o.id",
+        b,
+        (old_order, medication),
+    )
+    if new_order is not None:
+        conn.execute(
+            "UPDATE public.order_medications SET order_id = %s"
+            " WHERE order_id = %s AND medication_id = %s",
+            (new_order, old_order, medication),
+        )
+
+
+def _treat_wound(conn: Conn, a: int, b: int) -> None:
+    """A treatment names its assessment by a uuid with no foreign key, and
+    carries the class of the patient (or none)."""
+    conn.execute(
+        "INSERT INTO public.wound_treatments (tenant_id, wound_assessment_id, treatment,"
+        " applied_at) SELECT p.tenant_id, a.id, %s, now() FROM public.wound_assessments AS a"
+        " JOIN public.patient_wounds AS w ON w.id = a.wound_id"
+        " JOIN public.patients AS p ON p.id = w.patient_id WHERE a.id = %s",
+        (f"dressing {b}", pick(conn, "SELECT id FROM public.wound_assessments ORDER BY id", a)),
+    )
+
+
 def _delete_user(conn: Conn, a: int, b: int) -> None:
     conn.execute(
         "DELETE FROM public.user_profiles WHERE id = %s",
@@ -281,6 +372,9 @@ OPERATIONS: dict[str, Callable[[Conn, int, int], None]] = {
     "delete_children": _delete_children,
     "care_team_key_change": _care_team_key_change,
     "supersede_order": _supersede_order,
+    "medications": _medications,
+    "order_links": _order_links,
+    "treat_wound": _treat_wound,
     "delete_user": _delete_user,
     "truncate_results": _truncate_results,
     "mrn_records": _mrn_records,

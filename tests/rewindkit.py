@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Any
 
 import psycopg
@@ -53,3 +55,19 @@ def rewind_error(db: Database, tenant: str, target: str, *, force: bool = False)
 
 def log_size(db: Database) -> int:
     return int(db.sql("SELECT count(*) AS n FROM simtrail.changes")[0]["n"])
+
+
+def exact_targets(db: Database, tenant: str) -> tuple[int, dt.datetime]:
+    """The tenant's last change id, and a time just after a tick: two targets
+    for the tenant's state now that resolve exactly."""
+    boundary = int(
+        db.sql("SELECT max(id) AS id FROM simtrail.changes WHERE tenant_id = %s", (tenant,))[0][
+            "id"
+        ]
+    )
+    # Only a tick at or before a time places it.
+    db.sql("SELECT simtrail.tick(interval '1 second')")
+    time.sleep(0.05)
+    cut: dt.datetime = db.sql("SELECT clock_timestamp() AS t")[0]["t"]
+    time.sleep(0.05)
+    return boundary, cut

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.catalog import assert_one_line_error, invoke, snapshot
+from tests.catalog import FIXTURE_TABLES, assert_one_line_error, invoke, snapshot
 from tests.conftest import Database, run_cli
 
 
@@ -82,9 +82,6 @@ def assert_refused(db: Database, args: tuple[str, ...], fragment: str) -> str:
     return line
 
 
-FIXTURE_TABLES = 14
-
-
 @pytest.mark.parametrize("bad", BAD_ROWS.values(), ids=BAD_ROWS.keys())
 def test_install_on_fresh_database_refuses_only_the_bad_row(
     clinic_db: Database, bad: BadRow
@@ -102,11 +99,11 @@ def test_install_on_fresh_database_refuses_only_the_bad_row(
     assert line.startswith(f"simtrail: error: simulation_table_config row {bad.table_name}: ")
     assert bad.message in line
     attached = [line for line in result.stdout.splitlines() if line.startswith("attach ")]
-    assert len(attached) == FIXTURE_TABLES
+    assert len(attached) == len(FIXTURE_TABLES)
 
     after = snapshot(clinic_db.dsn)
     assert after.schema_present
-    assert len(after.captured) == FIXTURE_TABLES
+    assert len(after.captured) == len(FIXTURE_TABLES)
     assert f"public.{bad.table_name}" not in after.captured_tables()
     assert after.config == before.config
     doctor = run_cli("doctor", "--json", dsn=clinic_db.dsn)
@@ -126,7 +123,7 @@ def test_install_and_doctor_on_installed_database_with_bad_row(
     for statement in bad.setup:
         installed_db.sql(statement)
     before = snapshot(installed_db.dsn)
-    assert len(before.captured) == 14
+    assert len(before.captured) == len(FIXTURE_TABLES)
 
     assert_refused(installed_db, ("install",), bad.message)
     # Triggers, their hashes, captured_tables (attach times included): all as before.

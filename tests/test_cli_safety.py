@@ -53,32 +53,42 @@ def waiting_backend(db: Database, application: str, timeout: float = 30.0) -> in
     raise AssertionError(f"no backend of {application!r} ever waited on a lock")
 
 
+# Commands that take a class's lock and write: their arguments, and a bad
+# tenant (None: the real one) with bad arguments.
+LOCKING_COMMANDS: dict[str, tuple[tuple[str, ...], str | None, tuple[str, ...]]] = {
+    "rewind": (("--to", "mark:launch"), None, ("--to", "mark:nope")),
+    "purge": ((), "class-7", ()),
+}
+
+
+@pytest.mark.parametrize("command", LOCKING_COMMANDS)
 @pytest.mark.parametrize("how", INTERRUPTIONS, ids=INTERRUPTIONS.keys())
-def test_a_cancelled_or_killed_rewind_exits_4_and_changes_nothing(
-    seeded_db: Database, how: str
+def test_a_cancelled_or_killed_rewind_or_purge_exits_4_and_changes_nothing(
+    seeded_db: Database, how: str, command: str
 ) -> None:
     db = seeded_db
+    args, bad_tenant, bad_args = LOCKING_COMMANDS[command]
     tenant = rewindkit.tenants(db)[0]
     rewindkit.mark(db, tenant, "launch")
     db.sql("DELETE FROM public.patient_vitals WHERE tenant_id = %s", (tenant,))
     before = rewindkit.all_states(db)
     log = rewindkit.log_size(db)
 
-    # A student's open transaction in that class: the rewind must wait for it.
+    # A student's open transaction in that class: the command must wait for it.
     with psycopg.connect(db.dsn) as student:
         student.execute(
             "UPDATE public.patients SET room_number = 'X-1' WHERE tenant_id = %s", (tenant,)
         )
-        rewind = cli_process("rewind", "--tenant", tenant, "--to", "mark:launch", dsn=db.dsn)
+        process = cli_process(command, "--tenant", tenant, *args, dsn=db.dsn)
         try:
-            pid = waiting_backend(db, "simtrail rewind")
+            pid = waiting_backend(db, f"simtrail {command}")
             assert db.sql(f"SELECT {how}(%s) AS done", (pid,))[0]["done"] is True
-            out, err = rewind.communicate(timeout=60)
+            out, err = process.communicate(timeout=60)
         finally:
-            rewind.kill()
+            process.kill()
         student.rollback()
 
-    assert rewind.returncode == 4, err
+    assert process.returncode == 4, err
     assert out == ""
     line = assert_one_line_error(err)
     assert line.startswith(f"simtrail: error: {INTERRUPTIONS[how]}")
@@ -89,9 +99,10 @@ def test_a_cancelled_or_killed_rewind_exits_4_and_changes_nothing(
     assert rewindkit.log_size(db) == log
     assert db.sql("SELECT count(*) AS n FROM simtrail.rewinds")[0]["n"] == 0
 
-    # Bad input keeps exit 2; and the same rewind, run again, completes.
-    assert run_cli("rewind", "--tenant", tenant, "--to", "mark:nope", dsn=db.dsn).exit_code == 2
-    assert run_cli("rewind", "--tenant", tenant, "--to", "mark:launch", dsn=db.dsn).exit_code == 0
+    # Bad input keeps exit 2; and the same command, run again, completes.
+    bad = run_cli(command, "--tenant", bad_tenant or tenant, *bad_args, dsn=db.dsn)
+    assert bad.exit_code == 2
+    assert run_cli(command, "--tenant", tenant, *args, dsn=db.dsn).exit_code == 0
 
 
 def test_help_documents_the_exit_codes() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.catalog import CAPTURE_TRIGGERS, invoke, snapshot
+from tests.catalog import CAPTURE_TRIGGERS, FIXTURE_TABLES, invoke, snapshot
 from tests.conftest import Database, run_cli
 
 
@@ -68,7 +68,7 @@ def test_config_list(installed_db: Database) -> None:
         " parent_column, enabled, notes FROM public.simulation_table_config ORDER BY table_name"
     )
     assert rows == expected
-    assert len(rows) == 14
+    assert len(rows) == len(FIXTURE_TABLES)
     by_name = {r["table_name"]: r for r in rows}
     assert by_name["lab_results"]["parent_table"] == "lab_panels"
     assert by_name["lab_results"]["parent_column"] == "panel_id"
@@ -84,7 +84,7 @@ def test_config_list(installed_db: Database) -> None:
         "parent_table",
         "parent_column",
     ]
-    assert len(human) == 2 + 14
+    assert len(human) == 2 + len(FIXTURE_TABLES)
     assert human[2 + sorted(by_name).index("wound_assessments")].split() == [
         "wound_assessments",
         "clinical",
@@ -236,7 +236,7 @@ def test_config_discover_proposes_new_tables(installed_db: Database) -> None:
     tables = {t["table_name"]: t for t in report["tables"]}
     new = {name for name, t in tables.items() if not t["configured"]}
     assert new == {"public.shift_reports", "public.shift_items", "public.intake_checks"}
-    assert len(tables) == 14 + 3
+    assert len(tables) == len(FIXTURE_TABLES) + 3
     assert tables["public.shift_reports"]["reaches_tenant"] == "its tenant_id column"
     assert tables["public.shift_items"]["reaches_tenant"] == "report_id → public.shift_reports"
     assert tables["public.shift_items"]["parent_table"] == "public.shift_reports"

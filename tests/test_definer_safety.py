@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -435,7 +436,7 @@ def rpc_db(seeded_db: Database) -> Database:
     installed = run_cli("rpc", "install", "--json", dsn=db.dsn)
     assert installed.exit_code == 0, installed.stderr
     functions = json.loads(installed.stdout)
-    assert len(functions) == 4
+    assert len(functions) == 6
     assert all(f["granted_to"] == ["authenticated"] for f in functions), functions
     first, second = rewindkit.tenants(db)[:2]
     for sub, tenant in (("teacher-a", first), ("teacher-b", second)):
@@ -512,6 +513,40 @@ def test_rpc_lets_the_tenants_instructor_mark_rewind_and_read(rpc_db: Database) 
     assert as_jwt(db, "authenticated", "teacher-a", RPC_CALLS["history"], params)[2] > 0
     who = db.sql("SELECT created_by ->> 'sub' AS sub FROM simtrail.marks WHERE name = 'sneaky'")
     assert who == [{"sub": "teacher-a"}]
+
+
+def test_rpc_clone_and_copy_need_an_instructor_of_both_classes(rpc_db: Database) -> None:
+    db = rpc_db
+    first, second = rewindkit.tenants(db)[:2]
+    fresh = str(uuid.uuid4())
+    db.sql("INSERT INTO public.tenants (id, name) VALUES (%s, 'launched over RPC')", (fresh,))
+    patient = str(
+        db.sql("SELECT id FROM public.patients WHERE tenant_id = %s LIMIT 1", (first,))[0]["id"]
+    )
+    clone = "SELECT public.simtrail_clone(%(from)s, %(to)s, false) AS r"
+    copy = "SELECT public.simtrail_copy('patients', %(key)s, %(to)s) AS r"
+    key = json.dumps({"id": patient})
+    before = _written(db)
+    for sub, params in (
+        ("teacher-a", {"from": first, "to": fresh}),  # not an instructor of the new class
+        ("teacher-b", {"from": first, "to": second}),  # not of the template
+    ):
+        got, text, _ = as_jwt(db, "authenticated", sub, clone, params)
+        assert got == "42501" and "not an instructor" in text, text
+    for sub, params in (
+        ("teacher-b", {"key": key, "to": second}),  # not of the patient's class
+        ("teacher-b", {"key": json.dumps({"id": str(uuid.uuid4())}), "to": second}),
+    ):
+        got, text, _ = as_jwt(db, "authenticated", sub, copy, params)
+        assert got == "42501" and "not an instructor" in text, text
+    assert _written(db) == before
+    run_cli("instructor", "add", "--sub", "teacher-a", "--tenant", fresh, dsn=db.dsn)
+    got, text, report = as_jwt(
+        db, "authenticated", "teacher-a", clone, {"from": first, "to": fresh}
+    )
+    assert got is None, text
+    rows = sum(n for n, _ in state(db, first).values())
+    assert report["totals"]["rows"] == rows == sum(n for n, _ in state(db, fresh).values())
 
 
 def test_rpc_admits_only_while_listed(rpc_db: Database) -> None:

@@ -388,7 +388,14 @@ def test_doctor_says_what_fixes_each_finding_and_the_fixes_work(installed_db: Da
 def test_every_kind_of_finding_has_a_fix() -> None:
     sources = "".join(
         (resources.files("simtrail.triggers") / "sql" / name).read_text()
-        for name in ("capture.sql", "config.sql", "daemon.sql", "rewind.sql", "rebase.sql")
+        for name in (
+            "capture.sql",
+            "config.sql",
+            "daemon.sql",
+            "rewind.sql",
+            "rebase.sql",
+            "refs.sql",
+        )
     )
     kinds = set(re.findall(r"kind := '([a-z_]+)'", sources)) | {"not_installed", "outdated_schema"}
     assert {"config", "uncovered", "missing_trigger", "config_writable"} <= kinds
@@ -400,6 +407,7 @@ def test_every_kind_of_finding_has_a_fix() -> None:
         "dropped_table",
         "renamed_column",
         "rebase",
+        *doctor_fixes.COMMAND_IN_DETAIL,
     }
     assert kinds <= handled, f"no fix suggested for {sorted(kinds - handled)}"
 

@@ -149,7 +149,7 @@ def test_existing_config_table_is_adopted_with_its_rows(clinic_db: Database) -> 
         " VALUES ('retired_feature', 'legacy', false, 'kept for the record', 'ops-x')"
     )
     before = snapshot(clinic_db.dsn)
-    assert len(before.config) == 15
+    assert len(before.config) == len(FIXTURE_TABLES) + 1
 
     report = install(clinic_db)
     assert report["created_config_table"] is False

@@ -345,14 +345,8 @@ def test_change_and_time_targets(seeded_db: Database) -> None:
     db = seeded_db
     tenant = rewindkit.tenants(db)[0]
     at_start = state(db, tenant)
-    boundary = db.sql("SELECT max(id) AS id FROM simtrail.changes WHERE tenant_id = %s", (tenant,))[
-        0
-    ]["id"]
     # The seeding came before the cut: only a tick there places the time.
-    db.sql("SELECT simtrail.tick(interval '1 second')")
-    time.sleep(0.05)
-    cut = db.sql("SELECT clock_timestamp() AS t")[0]["t"]
-    time.sleep(0.05)
+    boundary, cut = rewindkit.exact_targets(db, tenant)
     db.sql("UPDATE public.patients SET room_number = 'Z' WHERE tenant_id = %s", (tenant,))
     db.sql("DELETE FROM public.lab_panels WHERE tenant_id = %s", (tenant,))
     rewind(db, tenant, cut.isoformat())

@@ -129,6 +129,17 @@ def _drops_settled() -> Iterator[None]:
     choice=0,
     after=[([("add_wound", 0, 1)], True), ([("unassign_patient", 0, 0)], True)],
 )
+# After the cut: a link of an order moves to another order (a key of two
+# references changes), a drug is given (label, scan) and one stopped (its
+# links cascade, its scans stay), and a wound is treated.
+@example(
+    plan=[([], 0, "mark")],
+    choice=0,
+    after=[
+        ([("order_links", 0, 1), ("medications", 0, 1), ("treat_wound", 0, 0)], True),
+        ([("medications", 1, 2)], True),
+    ],
+)
 def test_rewind_to_a_random_cut_is_exact_and_can_be_undone(
     seeded_db: Database,
     plan: list[tuple[History, int, Cut]],

@@ -15,7 +15,7 @@ import psycopg
 
 from simtrail import __version__
 from simtrail.triggers.installer import latest_version
-from tests.catalog import invoke
+from tests.catalog import FIXTURE_TABLES, invoke
 from tests.conftest import Database, run_cli
 
 
@@ -70,7 +70,7 @@ def test_status_on_a_fresh_install(installed_db: Database) -> None:
     assert report["package_version"] == __version__
     assert report["schema_version"] == latest_version()
     assert {t["table_name"] for t in report["tables"]} == captured(installed_db)
-    assert len(report["tables"]) == 14
+    assert len(report["tables"]) == len(FIXTURE_TABLES)
     assert all(t["changes"] == 0 for t in report["tables"])
     assert report["total_changes"] == 0
     assert report["oldest_change"] is None and report["newest_change"] is None

@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from simtrail.clinic import seed
-from tests.catalog import assert_one_line_error
+from tests.catalog import FIXTURE_TABLES, assert_one_line_error
 from tests.conftest import Database, run_cli
 
 _names = itertools.count()
@@ -120,7 +120,7 @@ def test_install_rewind_and_daemon_as_a_database_owner(supa: RoleDb) -> None:
     installed = run_cli("install", "--json", dsn=r.dsn)
     assert installed.exit_code == 0, installed.stderr
     report = json.loads(installed.stdout)
-    assert len(report["actions"]) == 14 and report["refused"] == []
+    assert len(report["actions"]) == len(FIXTURE_TABLES) and report["refused"] == []
     # Everything simtrail made belongs to the role, nothing to a superuser.
     owners = r.sql(
         "SELECT DISTINCT pg_get_userbyid(p.proowner)::text AS owner FROM pg_proc AS p"
@@ -208,7 +208,7 @@ def test_a_table_the_role_does_not_own_is_refused_alone(supa: RoleDb) -> None:
     result = run_cli("install", "--json", dsn=r.dsn)
     assert result.exit_code == 1, result.stderr
     report = json.loads(result.stdout)
-    assert len(report["actions"]) == 13
+    assert len(report["actions"]) == len(FIXTURE_TABLES) - 1
     problem = (
         f"public.diabetic_records is owned by {admin[0]}, so {r.role} (which owns simtrail)"
         f" cannot attach capture to it; make {r.role} its owner or a member of {admin[0]}"
@@ -220,7 +220,7 @@ def test_a_table_the_role_does_not_own_is_refused_alone(supa: RoleDb) -> None:
     )
     assert r.sql(
         "SELECT count(*) AS n FROM pg_trigger WHERE tgname LIKE 'simtrail\\_capture\\_%%'"
-    ) == [{"n": 13 * 4}]
+    ) == [{"n": (len(FIXTURE_TABLES) - 1) * 4}]
 
 
 def test_a_missing_config_table_needs_create_on_public(supa: RoleDb) -> None:
@@ -240,3 +240,32 @@ def test_a_missing_config_table_needs_create_on_public(supa: RoleDb) -> None:
     created = run_cli("install", "--json", dsn=r.dsn)
     assert created.exit_code == 0, created.stderr
     assert json.loads(created.stdout)["created_config_table"] is True
+
+
+def test_purge_and_diff_as_a_database_owner_need_no_set_grant(supa: RoleDb) -> None:
+    r = supa
+    assert run_cli("install", dsn=r.dsn).exit_code == 0
+    a, b = seeded(r)
+    r.sql("SELECT simtrail.mark(%s, 'launch')", (a,))
+    at_mark, other = state(r, a), state(r, b)
+    session(r, a)
+    grant = sql.SQL("{} SET ON PARAMETER session_replication_role {} {}")
+    ident = sql.Identifier(r.role)
+    with r.db.server.admin() as admin:
+        admin.execute(grant.format(sql.SQL("REVOKE"), sql.SQL("FROM"), ident))
+
+    diffed = run_cli("diff", "--tenant", a, "--to", "mark:launch", "--json", dsn=r.dsn)
+    assert diffed.exit_code == 0, diffed.stderr
+    assert sum(json.loads(diffed.stdout)["totals"].values()) > 0
+    purged = run_cli("purge", "--tenant", a, "--json", dsn=r.dsn)
+    assert purged.exit_code == 0, purged.stderr
+    assert all(row["row_count"] == 0 for row in state(r, a))
+    assert state(r, b) == other
+
+    # Bringing the class back is a rewind, which needs the grant.
+    with r.db.server.admin() as admin:
+        admin.execute(grant.format(sql.SQL("GRANT"), sql.SQL("TO"), ident))
+    back = run_cli("rewind", "--tenant", a, "--to", "mark:launch", dsn=r.dsn)
+    assert back.exit_code == 0, back.stderr
+    assert state(r, a) == at_mark
+    assert state(r, b) == other

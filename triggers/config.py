@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from simtrail.db import Conn
 from simtrail.errors import ConfigError
 from simtrail.settings import first_line
+from simtrail.triggers import refs
 from simtrail.triggers.installer import q, refusal_line, require_installed, split_refused
 
 # Columns simtrail sets itself, and the option that sets each of the others.
@@ -272,6 +273,8 @@ def discover(
     with conn.transaction():
         wanted = _check_tables(conn, include, "--include")
         found = [dict(r) for r in conn.execute(q("discover"), {"include": wanted})]
+        # Among captured tables only: declaring a reference needs both ends captured.
+        references = refs.candidates(conn)
     tables = [_public(r) for r in found if r["status"] == "proposed" or r["configured"]]
     result: dict[str, Any] = {
         "tables": tables,
@@ -285,6 +288,7 @@ def discover(
             for r in found
             if r["status"] == "ignored" and not r["configured"]
         ],
+        "references": references,
         "added": [],
         "skipped": [],
         "values": [],

@@ -19,6 +19,9 @@ INSTALL_FIXES = {
     "outdated_trigger",
     "stray_trigger",
 }
+# Findings whose detail ends with the command that fixes them, in backquotes.
+COMMAND_IN_DETAIL = {"undeclared_reference", "broken_reference", "broken_copy_rule"}
+_TRAILING_COMMAND = re.compile(r"`([^`]+)`$")
 
 
 def sort_key(finding: dict[str, Any]) -> tuple[int, str, str]:
@@ -72,6 +75,8 @@ def suggest(
         if finding["detail"].startswith("not captured since"):
             return f"simtrail config enable {table}, then simtrail install"
         return "nothing to repair; rewinds to points before the window's end need --force"
+    if kind in COMMAND_IN_DETAIL and (command := _TRAILING_COMMAND.search(finding["detail"])):
+        return command.group(1)
     if kind == "rebase":
         if finding["severity"] == "error":
             return "simtrail install"

@@ -31,11 +31,15 @@ FUNCTION_FILES = (
     "sql/time_targets.sql",
     "sql/rewind.sql",
     "sql/graph.sql",
+    "sql/refs.sql",
     "sql/copy.sql",
     "sql/copy_phases.sql",
     "sql/copy_insert.sql",
     "sql/clone.sql",
     "sql/subtree.sql",
+    "sql/purge.sql",
+    "sql/diff.sql",
+    "sql/snapshot.sql",
     "sql/history.sql",
 )
 # The seed's columns; an adopted table must have at least these.

@@ -83,7 +83,6 @@ def rewind(
     attempts: int = 5,
 ) -> dict[str, Any]:
     """Rewind in one transaction; retried whole on a deadlock, never partial."""
-    require_installed(conn)
     params = {
         "tenant": tenant,
         "target": target,
@@ -91,11 +90,32 @@ def rewind(
         "force": force,
         "nearest": nearest,
     }
+    return report_call(conn, q("rewind"), params, rollback=dry_run, attempts=attempts)
+
+
+def report_call(
+    conn: Conn,
+    query: psycopg.sql.SQL,
+    params: dict[str, Any],
+    *,
+    rollback: bool = False,
+    setup: psycopg.sql.SQL | None = None,
+    attempts: int = 5,
+) -> dict[str, Any]:
+    """One SQL call returning a jsonb `report`, in a transaction of its own.
+
+    Retried whole on a deadlock, never partial; with `rollback` (dry runs,
+    reads) nothing it wrote is kept. `setup` runs first in the transaction
+    (SET TRANSACTION …). The report gains `wall_ms`.
+    """
+    require_installed(conn)
     for attempt in range(1, attempts + 1):
         started = time.monotonic()
         try:
-            with conn.transaction(force_rollback=dry_run):
-                row = conn.execute(q("rewind"), params).fetchone()
+            with conn.transaction(force_rollback=rollback):
+                if setup is not None:
+                    conn.execute(setup)
+                row = conn.execute(query, params).fetchone()
         except RETRYABLE as exc:
             if attempt == attempts:
                 raise translate(exc) from None

@@ -22,6 +22,10 @@ VALUES
      'ids are printed on medication labels'),
     ('medication_administrations', 'medications', true, true, NULL, NULL, false, 20,
      'barcode scans; cascades from both patients and patient_medications'),
+    ('medication_scans', 'medications', true, false, NULL, NULL, false, 20,
+     'patient_id and medication_id hold uuids as text, no foreign key'),
+    ('order_medications', 'medications', true, false, NULL, NULL, false, 20,
+     'composite primary key (order_id, medication_id), both foreign keys'),
     ('patient_vitals', 'clinical', true, true, NULL, NULL, false, 30, NULL),
     ('patient_notes', 'clinical', true, true, NULL, NULL, false, 30,
      'tenant_id filled from the patient by a BEFORE INSERT trigger when omitted'),
@@ -41,4 +45,6 @@ VALUES
     ('patient_wounds', 'clinical', false, true, NULL, NULL, true, 50,
      'no tenant_id; tenant via patients'),
     ('wound_assessments', 'clinical', false, false, 'patient_wounds', 'wound_id', false, 10,
-     'no tenant_id or patient_id; tenant via patient_wounds, then patients');
+     'no tenant_id or patient_id; tenant via patient_wounds, then patients'),
+    ('wound_treatments', 'clinical', true, false, NULL, NULL, false, 5,
+     'wound_assessment_id is a uuid with no foreign key');

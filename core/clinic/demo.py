@@ -1,8 +1,10 @@
 """`simtrail demo`: a class of nursing students charting, captured end to end.
 
-Builds the clinic schema in a fresh database, installs simtrail, launches
-three class sections, lets one section's students chart as the application
-role a web app would use, and prints what the log captured.
+Builds the clinic schema in a fresh database, installs simtrail, seeds
+three class sections, launches a fourth from the first with `clone`, copies
+one of the template's patients into another class with `copy`, lets the
+launched class's students chart as the application role a web app would use,
+resets it, and prints what the log captured.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from simtrail.daemon.worker import Worker
 from simtrail.db import connect, describe
 from simtrail.errors import SimtrailError
 from simtrail.sqlfile import query
-from simtrail.triggers import inspect, installer, rewinding
+from simtrail.triggers import copying, inspect, installer, rewinding
 
 DEMO_DB = "simtrail_demo"
 DEMO_COMMENT = "simtrail demo database; safe to drop"
@@ -103,26 +105,55 @@ def run(
         with connect(db_dsn, "demo") as conn:
             say(f"PostgreSQL {conn.info.server_version // 10000}: database {DEMO_DB}")
             seed.apply_schema(conn)
-            say("Clinic schema created: 16 tables, RLS, updated_at stampers, cascades")
+            made = conn.execute(q("public_tables")).fetchone()
+            assert made is not None
+            say(
+                f"Clinic schema created: {made['n']} tables, RLS, updated_at stampers, cascades,"
+                " references without FK"
+            )
 
             report = installer.install(conn)
+            seed.apply_copy_config(conn)
             say(
                 f"simtrail install: schema v{report.to_version}, "
-                f"{len(report.actions)} tables captured"
+                f"{len(report.actions)} tables captured, references without FK declared"
             )
 
             tenants = seed.seed_tenants(conn, tenants=3, patients_per_tenant=6, rng=rng)
             names = {r["id"]: r["name"] for r in conn.execute(q("tenant_names"))}
-            say(f"Launched {len(tenants)} class sections with 6 patients each")
+            say(f"Seeded {len(tenants)} class sections with 6 patients each")
 
             doctor = inspect.doctor(conn)
             say(f"simtrail doctor: {'clean' if doctor['ok'] else doctor['findings']}")
 
-            section = str(tenants[0])
-            others = [str(t) for t in tenants[1:]]
-            conn.execute(q("set_actor"), {"actor": "demo: instructor"})
-            rewinding.create_mark(conn, section, "launch")
-            say(f"Instructor marked {names[tenants[0]]} as launched (mark 'launch')")
+            # The first section is the template; the class the students use is
+            # launched from it, as the app's launch_simulation would.
+            template = str(tenants[0])
+            launched_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+            conn.execute(
+                q("new_tenant"), {"id": launched_id, "name": f"{names[tenants[0]]} (launched)"}
+            )
+            names[launched_id] = f"{names[tenants[0]]} (launched)"
+            conn.execute(q("set_actor"), {"actor": "demo: instructor launch"})
+            clone_report = copying.clone(conn, template, str(launched_id))
+            launch = launch_summary(conn, template, str(launched_id), clone_report)
+            say(
+                f"simtrail clone: launched {names[launched_id]} from the template, "
+                f"{clone_report['totals']['rows']} rows with new ids, "
+                f"{clone_report['totals']['references_remapped']} references remapped, "
+                f"{launch['wristbands_renewed']} wristbands renewed, marked "
+                f"'{clone_report['mark']}' in {clone_report['copy_ms']} ms"
+            )
+
+            # A patient of the template goes to another class too, with everything charted on it.
+            duplicate = duplicate_patient(conn, template, str(tenants[2]))
+            say(
+                f"simtrail copy: duplicated patient {duplicate['mrn']} into "
+                f"{names[tenants[2]]} ({duplicate['rows']} rows, new id {duplicate['new_id']})"
+            )
+
+            section = str(launched_id)
+            others = [str(t) for t in tenants]
             launched = rewinding.tenant_state(conn, section)
 
             last = conn.execute(q("last_change")).fetchone()
@@ -131,10 +162,10 @@ def run(
             with as_student(conn, tenants[1], "m.okafor@students.example.edu"):
                 seed.student_session(conn, tenants[1], rng=rng)
             conn.execute(q("set_actor"), {"actor": "demo: student session"})
-            with as_student(conn, tenants[0], "j.rivera@students.example.edu"):
-                counts = seed.student_session(conn, tenants[0], rng=rng)
+            with as_student(conn, launched_id, "j.rivera@students.example.edu"):
+                counts = seed.student_session(conn, launched_id, rng=rng)
             say(
-                f"Students charted in {names[tenants[0]]}: "
+                f"Students charted in {names[launched_id]}: "
                 + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
             )
             charted = rewinding.tenant_state(conn, section)
@@ -171,6 +202,9 @@ def run(
             status = inspect.status(conn)
     return {
         "tenants": [str(t) for t in tenants],
+        "launched": section,
+        "launch": launch,
+        "duplicate": duplicate,
         "session": summary,
         "cascade_example": cascades,
         "status": status,
@@ -178,6 +212,7 @@ def run(
         "compaction": compaction,
         "proof": proof,
         "reset_exact": all(p["equal"] for p in proof),
+        "launch_exact": launch["exact"],
         "other_classes_untouched": others_before == others_after,
     }
 
@@ -193,6 +228,48 @@ def compact_now(dsn: str) -> dict[str, int]:
         after = conn.execute(q("log_rows")).fetchone()
     assert before is not None and after is not None
     return {"before": before["log"], "after": after["log"], "archived": after["archive"]}
+
+
+def launch_summary(
+    conn: psycopg.Connection[Any], template: str, launched: str, report: dict[str, Any]
+) -> dict[str, Any]:
+    """Per table: rows in the template and in the launched class, ids shared, and
+    whether the copy matches the template once keys are mapped (diff --against)."""
+    counts = {
+        r["table_name"]: r for r in conn.execute(q("launch_counts"), {"a": template, "b": launched})
+    }
+    diff = conn.execute(q("diff_against"), {"clone": launched, "template": template}).fetchone()
+    assert diff is not None
+    differing = diff["report"]["totals"]
+    wristbands = conn.execute(q("wristbands_shared"), {"a": template, "b": launched}).fetchone()
+    assert wristbands is not None
+    exact = (
+        all(
+            c["template_rows"] == c["launched_rows"] and c["ids_shared"] == 0
+            for c in counts.values()
+        )
+        and not any(differing.values())
+        and wristbands["shared"] == 0
+    )
+    return {
+        "tables": list(counts.values()),
+        "diff_against_template": differing,
+        "wristbands_renewed": wristbands["renewed"],
+        "copy_id": report["copy_id"],
+        "exact": exact,
+    }
+
+
+def duplicate_patient(conn: psycopg.Connection[Any], template: str, target: str) -> dict[str, Any]:
+    row = conn.execute(q("first_patient"), {"tenant": template}).fetchone()
+    assert row is not None
+    report = copying.copy_subtree(conn, "patients", {"id": str(row["id"])}, target)
+    return {
+        "mrn": row["patient_id"],
+        "rows": report["totals"]["rows"],
+        "new_id": report["new_key"]["id"],
+        "tables": {name: t["rows"] for name, t in report["tables"].items()},
+    }
 
 
 def session_summary(conn: psycopg.Connection[Any], since: int, tenant: str) -> list[dict[str, Any]]:

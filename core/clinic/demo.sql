@@ -9,6 +9,9 @@ SELECT set_config('request.jwt.claims', %(claims)s, false)
 -- name: set_actor
 SELECT set_config('simtrail.actor', %(actor)s, false)
 
+-- name: public_tables
+SELECT count(*) AS n FROM pg_catalog.pg_tables WHERE schemaname = 'public'
+
 -- name: tenant_names
 SELECT id, name FROM public.tenants
 
@@ -37,3 +40,30 @@ LIMIT 3
 -- name: log_rows
 SELECT (SELECT count(*) FROM simtrail.changes) AS log,
        (SELECT count(*) FROM simtrail.archive) AS archive
+
+-- name: new_tenant
+INSERT INTO public.tenants (id, name) VALUES (%(id)s, %(name)s)
+
+-- name: launch_counts
+-- Per captured table: rows of the template and of the class launched from
+-- it, and how many primary keys the two share (a copy must share none).
+SELECT t.table_name, a.row_count AS template_rows, b.row_count AS launched_rows,
+       (SELECT count(*) FROM simtrail.copy_keys AS k
+        WHERE k.table_name = t.table_name AND k.old_key = k.new_key) AS ids_shared
+FROM simtrail.captured_tables AS t
+JOIN simtrail.tenant_state(%(a)s) AS a ON a.table_name = t.table_name
+JOIN simtrail.tenant_state(%(b)s) AS b ON b.table_name = t.table_name
+ORDER BY t.table_name
+
+-- name: diff_against
+SELECT simtrail.diff_against(%(clone)s, %(template)s) AS report
+
+-- name: wristbands_shared
+SELECT count(*) FILTER (WHERE b.wristband IS NOT NULL) AS renewed,
+       count(*) FILTER (WHERE b.wristband IN (SELECT a.wristband FROM public.patients AS a
+                                              WHERE a.tenant_id = %(a)s::uuid)) AS shared
+FROM public.patients AS b WHERE b.tenant_id = %(b)s::uuid
+
+-- name: first_patient
+SELECT p.id, p.patient_id FROM public.patients AS p
+WHERE p.tenant_id = %(tenant)s::uuid ORDER BY p.patient_id LIMIT 1

@@ -63,6 +63,9 @@ CREATE TABLE public.patients (
     admission_details jsonb NOT NULL DEFAULT '{}',
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
+    -- The barcode printed on the wristband: unique across every class, not
+    -- just within one, so a copy must generate a fresh one (a copy rule).
+    wristband         text UNIQUE,
     -- Not the PK: a student may discharge MRN-100234 and re-admit it in the same
     -- session, so two different row ids carry one MRN over time.
     CONSTRAINT patients_tenant_mrn_key UNIQUE (tenant_id, patient_id)
@@ -95,6 +98,10 @@ CREATE TABLE public.patient_medications (
     status               public.medication_status NOT NULL DEFAULT 'active',
     prescribed_by        text,
     start_date           date,
+    -- State of the session, not of the template: a launched class starts
+    -- with no label printed and nothing given (copy rules reset both).
+    label_printed        boolean NOT NULL DEFAULT false,
+    last_administered    timestamptz,
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now()
 );
@@ -172,6 +179,28 @@ CREATE TABLE public.diabetic_records (
     carbs_grams    integer
 );
 
+-- The user's scanner log, as their schema has it: both references hold the
+-- referenced row's uuid as text, with no FK (declared references, see
+-- copy_config.sql). Deleting the patient leaves the scans behind.
+CREATE TABLE public.medication_scans (
+    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id     uuid,
+    patient_id    text NOT NULL,
+    medication_id text,
+    scanned_at    timestamptz DEFAULT now(),
+    barcode       text,
+    notes         text
+);
+
+-- Which medications an order covers: a primary key made of two references
+-- to copied rows, so a copy must remap both halves of the key.
+CREATE TABLE public.order_medications (
+    order_id      uuid NOT NULL REFERENCES public.doctors_orders (id) ON DELETE CASCADE,
+    medication_id uuid NOT NULL REFERENCES public.patient_medications (id) ON DELETE CASCADE,
+    tenant_id     uuid,
+    PRIMARY KEY (order_id, medication_id)
+);
+
 -- No tenant_id: the tenant is only reachable through the patient.
 CREATE TABLE public.handover_notes (
     id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -206,6 +235,16 @@ CREATE TABLE public.wound_assessments (
     photos      jsonb NOT NULL DEFAULT '[]',
     assessed_by uuid REFERENCES public.user_profiles (id) ON DELETE SET NULL,
     updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- A uuid reference with no FK (a declared reference): the assessment may be
+-- deleted and its treatments stay.
+CREATE TABLE public.wound_treatments (
+    id                  uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id           uuid,
+    wound_assessment_id uuid NOT NULL,
+    treatment           text,
+    applied_at          timestamptz
 );
 
 CREATE TABLE public.lab_results (
@@ -313,7 +352,8 @@ BEGIN
     FOREACH t IN ARRAY ARRAY[
         'patients', 'patient_vitals', 'patient_medications', 'medication_administrations',
         'patient_notes', 'lab_panels', 'doctors_orders', 'bowel_records',
-        'diabetic_records', 'patient_care_team'
+        'diabetic_records', 'patient_care_team', 'medication_scans', 'order_medications',
+        'wound_treatments'
     ] LOOP
         EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format(
@@ -360,7 +400,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     public.medication_administrations, public.patient_notes, public.lab_panels,
     public.lab_results, public.doctors_orders, public.bowel_records,
     public.diabetic_records, public.handover_notes, public.patient_wounds,
-    public.wound_assessments, public.patient_care_team
+    public.wound_assessments, public.patient_care_team, public.medication_scans,
+    public.order_medications, public.wound_treatments
 TO authenticated;
 GRANT USAGE ON SEQUENCE public.diabetic_records_id_seq TO authenticated;
 

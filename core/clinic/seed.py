@@ -27,7 +27,7 @@ from psycopg.abc import Params
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-__all__ = ["apply_schema", "seed_tenants", "student_session"]
+__all__ = ["apply_copy_config", "apply_schema", "seed_tenants", "student_session"]
 
 # Seeded charting happens on a fixed morning, not "now", so it is reproducible.
 _SEED_CLOCK = datetime(2025, 11, 3, 7, 0, tzinfo=UTC)
@@ -148,6 +148,12 @@ _WOUNDS = (
     ("Left forearm", "Skin tear", None),
 )
 _DRAINAGE = ("None", "Serous, scant", "Serosanguineous, small", "Purulent, moderate")
+_TREATMENTS = (
+    "Cleansed with normal saline; foam dressing applied",
+    "Hydrocolloid dressing changed",
+    "Silver alginate packed; dry gauze cover",
+    "Zinc barrier cream to periwound skin",
+)
 _ATTENDINGS = ("Dr. Achebe", "Dr. Sorensen", "Dr. Villanueva", "Dr. Kaur", "Dr. Feld")
 _PROGRESS_NOTES = (
     "Patient resting comfortably. Denies pain. Call light within reach.",
@@ -158,21 +164,26 @@ _PROGRESS_NOTES = (
     "Family at bedside, questions about discharge answered; teaching reinforced.",
 )
 
-# Parents before children; superseded orders before the orders that replace them.
+# Parents before children; superseded orders before the orders that replace
+# them. Tables without a foreign key to their parent still follow it, as an
+# application would write them.
 _INSERT_ORDER = (
     "user_profiles",
     "tenants",
     "patients",
     "patient_medications",
     "medication_administrations",
+    "medication_scans",
     "patient_vitals",
     "patient_notes",
     "lab_panels",
     "lab_results",
     "doctors_orders",
+    "order_medications",
     "handover_notes",
     "patient_wounds",
     "wound_assessments",
+    "wound_treatments",
     "patient_care_team",
     "bowel_records",
     "diabetic_records",
@@ -192,6 +203,14 @@ def apply_schema(conn: psycopg.Connection[Any], *, with_config: bool = True) -> 
         conn.execute(package.joinpath(name).read_bytes())
 
 
+def apply_copy_config(conn: psycopg.Connection[Any]) -> None:
+    """Declare the fixture's references without FK and its copy rules.
+
+    Needs simtrail installed (schema v12 or later); not idempotent.
+    """
+    conn.execute(files("simtrail.clinic").joinpath("copy_config.sql").read_bytes())
+
+
 def seed_tenants(
     conn: psycopg.Connection[Any],
     *,
@@ -205,6 +224,7 @@ def seed_tenants(
     """
     batch = _Batch()
     tenant_ids: list[uuid.UUID] = []
+    wristbands: set[str] = set()
     for index in range(tenants):
         code, title = _COURSES[index % len(_COURSES)]
         section = chr(ord("A") + (index // len(_COURSES)) % 26)
@@ -221,6 +241,7 @@ def seed_tenants(
                 rng,
                 tenant_id,
                 f"MRN-{mrn}",
+                wristband=_wristband(rng, wristbands),
                 room=f"{3 + number // 10}{'AB'[number % 2]}-{10 + number:02d}",
                 instructor=instructor,
                 student=students[number % len(students)],
@@ -248,7 +269,9 @@ def student_session(
             "notes_inserted",
             "notes_updated",
             "medications_status_changed",
+            "medication_scans_inserted",
             "wound_assessments_updated",
+            "wound_treatments_inserted",
             "orders_superseded",
             "care_team_reassigned",
             "bowel_records_inserted",
@@ -305,6 +328,13 @@ def student_session(
                 },
             )
             counts["administrations_inserted"] += 1
+            _insert(conn, "medication_scans", _scan(rng, tenant_id, patient_id, med_id, None))
+            counts["medication_scans_inserted"] += 1
+            conn.execute(
+                "UPDATE public.patient_medications"
+                " SET label_printed = true, last_administered = now() WHERE id = %s",
+                [med_id],
+            )
         counts["notes_updated"] += conn.execute(
             "UPDATE public.patient_notes SET content = content || %s WHERE id ="
             " (SELECT id FROM public.patient_notes WHERE patient_id = %s"
@@ -361,6 +391,8 @@ def student_session(
                 assessment_id,
             ],
         ).rowcount
+        _insert(conn, "wound_treatments", _treatment(rng, tenant_id, assessment_id, None))
+        counts["wound_treatments_inserted"] += 1
 
     orders = _fetch(
         conn,
@@ -373,11 +405,12 @@ def student_session(
         conn.execute(
             "UPDATE public.doctors_orders SET status = 'superseded' WHERE id = %s", [old_id]
         )
+        new_id = _uuid(rng)
         _insert(
             conn,
             "doctors_orders",
             {
-                "id": _uuid(rng),
+                "id": new_id,
                 "tenant_id": tenant_id,
                 "patient_id": order_patient,
                 "order_type": order_type,
@@ -385,6 +418,13 @@ def student_session(
                 "ordered_by": rng.choice(_ATTENDINGS),
                 "supersedes_id": old_id,
             },
+        )
+        # The revision covers the medications the old order did.
+        conn.execute(
+            "INSERT INTO public.order_medications (order_id, medication_id, tenant_id)"
+            " SELECT %s, medication_id, tenant_id FROM public.order_medications"
+            " WHERE order_id = %s",
+            [new_id, old_id],
         )
         counts["orders_superseded"] += 1
 
@@ -454,6 +494,8 @@ def _readmit(
             "id": new_id,
             "tenant_id": tenant_id,
             "room_number": f"4A-{rng.randint(1, 30):02d}",
+            # A new admission prints a new band.
+            "wristband": _wristband(rng, set()),
         },
     )
     _insert(conn, "patient_vitals", _vitals(rng, tenant_id, new_id, nurse, None))
@@ -531,6 +573,49 @@ def _decimal(value: float, places: int) -> Decimal:
 def _barcode(medication_id: uuid.UUID) -> str:
     # Labels encode the medication id, which is why resets must preserve it.
     return "MED-" + medication_id.hex[:12].upper()
+
+
+def _wristband(rng: random.Random, taken: set[str]) -> str:
+    """A barcode no other patient of this seeding has (unique across tenants)."""
+    while True:
+        band = f"P{rng.randrange(10**8):08d}"
+        if band not in taken:
+            taken.add(band)
+            return band
+
+
+def _scan(
+    rng: random.Random,
+    tenant_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    medication_id: uuid.UUID | None,
+    at: datetime | None,
+) -> dict[str, Any]:
+    # The scanner stores the ids it read as text; a wristband-only scan has no
+    # medication.
+    row: dict[str, Any] = {
+        "id": _uuid(rng),
+        "tenant_id": tenant_id,
+        "patient_id": str(patient_id),
+        "medication_id": None if medication_id is None else str(medication_id),
+        "barcode": None if medication_id is None else _barcode(medication_id),
+        "notes": rng.choice((None, "Two-identifier check done", "Rescanned: label smudged")),
+    }
+    if at is not None:
+        row["scanned_at"] = at
+    return row
+
+
+def _treatment(
+    rng: random.Random, tenant_id: uuid.UUID, assessment_id: uuid.UUID, at: datetime | None
+) -> dict[str, Any]:
+    return {
+        "id": _uuid(rng),
+        "tenant_id": tenant_id,
+        "wound_assessment_id": assessment_id,
+        "treatment": rng.choice(_TREATMENTS),
+        "applied_at": at or datetime.now(UTC),
+    }
 
 
 def _photo(rng: random.Random, wound_id: uuid.UUID, label: str) -> dict[str, str]:
@@ -614,6 +699,7 @@ def _seed_patient(
     tenant_id: uuid.UUID,
     mrn: str,
     *,
+    wristband: str,
     room: str,
     instructor: uuid.UUID,
     student: uuid.UUID,
@@ -630,6 +716,7 @@ def _seed_patient(
         id=patient_id,
         tenant_id=tenant_id,
         patient_id=mrn,
+        wristband=wristband,
         first_name=rng.choice(_FIRST_NAMES),
         last_name=rng.choice(_LAST_NAMES),
         date_of_birth=clock.date() - timedelta(days=age_days),
@@ -659,10 +746,13 @@ def _seed_patient(
     # Nobody is ordered a drug they are allergic to.
     safe = [m for m in _FORMULARY if not any(m[0].startswith(a) for a in allergies)]
     on_insulin = False
+    med_ids: list[uuid.UUID] = []
     for name, dosage, route, frequency, times in rng.sample(safe, k=rng.randint(2, 4)):
         med_id = _uuid(rng)
+        med_ids.append(med_id)
         status = "held" if rng.random() < 0.15 else "active"
         on_insulin = on_insulin or name.startswith("Insulin")
+        given = clock - timedelta(minutes=rng.randint(30, 600)) if status == "active" else None
         batch.add(
             "patient_medications",
             id=med_id,
@@ -676,21 +766,25 @@ def _seed_patient(
             status=status,
             prescribed_by=attending,
             start_date=admitted.date(),
+            label_printed=given is not None,
+            last_administered=given,
             created_at=admitted,
             updated_at=admitted,
         )
-        if status == "active":
+        if given is not None:
             batch.add(
                 "medication_administrations",
                 id=_uuid(rng),
                 tenant_id=tenant_id,
                 medication_id=med_id,
                 patient_id=patient_id,
-                administered_at=clock - timedelta(minutes=rng.randint(30, 600)),
+                administered_at=given,
                 administered_by=student,
                 dose_given=dosage,
                 barcode=_barcode(med_id),
             )
+            batch.add("medication_scans", **_scan(rng, tenant_id, patient_id, med_id, given))
+    batch.add("medication_scans", **_scan(rng, tenant_id, patient_id, None, admitted))
 
     # tenant_id left out on purpose: the fill_tenant_from_patient trigger supplies it.
     batch.add(
@@ -744,32 +838,50 @@ def _seed_patient(
             flag=flag,
         )
 
-    first_order, revised_order = _uuid(rng), _uuid(rng)
+    # A chain of three: every revision points at the order it replaces.
+    chain = (
+        ("Vital signs every 8 hours", admitted, "superseded"),
+        ("Vital signs every 4 hours", clock - timedelta(hours=12), "superseded"),
+        (
+            "Vital signs every 2 hours; notify provider if SBP < 90",
+            clock - timedelta(hours=6),
+            "active",
+        ),
+    )
+    previous: uuid.UUID | None = None
+    for text, ordered_at, order_status in chain:
+        order_id = _uuid(rng)
+        batch.add(
+            "doctors_orders",
+            id=order_id,
+            tenant_id=tenant_id,
+            patient_id=patient_id,
+            order_type="Nursing",
+            order_text=text,
+            ordered_by=attending,
+            ordered_at=ordered_at,
+            status=order_status,
+            supersedes_id=previous,
+            updated_at=clock - timedelta(hours=6),
+        )
+        previous = order_id
+    med_order = _uuid(rng)
     batch.add(
         "doctors_orders",
-        id=first_order,
+        id=med_order,
         tenant_id=tenant_id,
         patient_id=patient_id,
-        order_type="Nursing",
-        order_text="Vital signs every 4 hours",
+        order_type="Medication",
+        order_text="Admission medication orders",
         ordered_by=attending,
         ordered_at=admitted,
-        status="superseded",
-        updated_at=clock - timedelta(hours=6),
-    )
-    batch.add(
-        "doctors_orders",
-        id=revised_order,
-        tenant_id=tenant_id,
-        patient_id=patient_id,
-        order_type="Nursing",
-        order_text="Vital signs every 2 hours; notify provider if SBP < 90",
-        ordered_by=attending,
-        ordered_at=clock - timedelta(hours=6),
         status="active",
-        supersedes_id=first_order,
-        updated_at=clock - timedelta(hours=6),
+        updated_at=admitted,
     )
+    for med_id in med_ids:
+        batch.add(
+            "order_medications", order_id=med_order, medication_id=med_id, tenant_id=tenant_id
+        )
     diet = rng.choice(
         ("Diet: NPO after midnight", "Diet: cardiac, 2 g sodium", "Diet: consistent carbohydrate")
     )
@@ -826,9 +938,10 @@ def _seed_patient(
         updated_at=admitted,
     )
     for hours, photos in ((26, 0), (2, rng.randint(1, 2))):
+        assessment_id = _uuid(rng)
         batch.add(
             "wound_assessments",
-            id=_uuid(rng),
+            id=assessment_id,
             wound_id=wound_id,
             assessed_at=clock - timedelta(hours=hours),
             length_cm=_decimal(rng.uniform(0.8, 6.0), 1),
@@ -839,6 +952,8 @@ def _seed_patient(
             assessed_by=student,
             updated_at=clock - timedelta(hours=hours),
         )
+        at = clock - timedelta(hours=hours, minutes=-15)
+        batch.add("wound_treatments", **_treatment(rng, tenant_id, assessment_id, at))
 
     team = (
         (student, "primary nurse"),

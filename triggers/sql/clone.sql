@@ -66,10 +66,12 @@ $$;
 -- check foreign keys after writing. A copy of a tenant's live rows needs
 -- neither: every row of the tenant is copied, so each reference into it
 -- is remapped, and each reference out of it was checked by the database.
+-- JIT off: the map functions' row estimates (copy_map_of) make every plan
+-- look expensive enough to compile, and compiling costs far more than running.
 CREATE OR REPLACE FUNCTION simtrail.copy_run(
     p_kind text, p_source_tenant text, p_source jsonb, p_to text, p_rels jsonb, p_checks boolean)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE
     v_started timestamptz := pg_catalog.clock_timestamp();
     v_copy_id bigint;
@@ -84,6 +86,8 @@ DECLARE
     v_remapped bigint;
     v_tables jsonb := '{}';
     v_generated jsonb;
+    v_phases jsonb := '{}';
+    v_mark timestamptz := pg_catalog.clock_timestamp();
 BEGIN
     DELETE FROM simtrail.copy_map AS m WHERE m.call_id = pg_catalog.pg_current_xact_id();
     INSERT INTO simtrail.copies (kind, source_tenant, target_tenant, source)
@@ -113,12 +117,18 @@ BEGIN
             'rows', v_rows, 'values_generated', v_generated, 'collisions_retried', v_retried));
     END LOOP;
 
+    v_phases := v_phases || pg_catalog.jsonb_build_object('plan_and_keys_ms', pg_catalog.round(
+        EXTRACT(epoch FROM pg_catalog.clock_timestamp() - v_mark) * 1000, 1));
+    v_mark := pg_catalog.clock_timestamp();
     IF p_checks AND p_source_tenant IS NOT NULL AND p_source_tenant <> p_to THEN
         FOREACH t IN ARRAY coalesce(v_order, ARRAY[]::text[]) LOOP
             PERFORM simtrail.copy_check_source(v_plans -> t, p_rels ->> t, p_source_tenant);
         END LOOP;
     END IF;
 
+    v_phases := v_phases || pg_catalog.jsonb_build_object('source_check_ms', pg_catalog.round(
+        EXTRACT(epoch FROM pg_catalog.clock_timestamp() - v_mark) * 1000, 1));
+    v_mark := pg_catalog.clock_timestamp();
     PERFORM simtrail.enter_replica_mode('copy');
     FOREACH t IN ARRAY coalesce(v_order, ARRAY[]::text[]) LOOP
         SELECT i.copied, i.remapped INTO v_copied, v_remapped
@@ -127,6 +137,9 @@ BEGIN
                                          pg_catalog.to_jsonb(v_remapped));
     END LOOP;
     PERFORM pg_catalog.set_config('session_replication_role', 'origin', true);
+    v_phases := v_phases || pg_catalog.jsonb_build_object('insert_ms', pg_catalog.round(
+        EXTRACT(epoch FROM pg_catalog.clock_timestamp() - v_mark) * 1000, 1));
+    v_mark := pg_catalog.clock_timestamp();
 
     IF p_checks THEN
         FOREACH t IN ARRAY coalesce(v_order, ARRAY[]::text[]) LOOP
@@ -138,6 +151,9 @@ BEGIN
     SELECT v_copy_id, m.table_name, m.old_key, m.new_key FROM simtrail.copy_map AS m
     WHERE m.call_id = pg_catalog.pg_current_xact_id() AND m.new_key IS NOT NULL;
     DELETE FROM simtrail.copy_map AS m WHERE m.call_id = pg_catalog.pg_current_xact_id();
+    v_phases := v_phases || pg_catalog.jsonb_build_object('fk_check_and_record_ms', pg_catalog.round(
+        EXTRACT(epoch FROM pg_catalog.clock_timestamp() - v_mark) * 1000, 1));
+    v_mark := pg_catalog.clock_timestamp();
 
     -- Tables with nothing to copy say nothing.
     SELECT coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}') INTO v_tables
@@ -150,6 +166,7 @@ BEGIN
                        'references_remapped',
                        coalesce(pg_catalog.sum((e.value ->> 'references_remapped')::bigint), 0))
                    FROM pg_catalog.jsonb_each(v_tables) AS e),
+        'phases', v_phases,
         'copy_ms', pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() - v_started) * 1000, 1));
 END
 $$;

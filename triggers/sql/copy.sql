@@ -177,7 +177,9 @@ LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
             pg_catalog.format('(m.new_key ->> %L)::%s', p_col ->> 'name', p_col ->> 'type')
         WHEN p_col ->> 'how' = 'gen' THEN
             pg_catalog.format('(m.new_vals ->> %L)::%s', p_col ->> 'name', p_col ->> 'type')
-        WHEN p_col ->> 'how' = 'null' THEN 'NULL'
+        -- Typed: the row passes through a materialized CTE, where a bare
+        -- NULL becomes text and no longer casts to the column on insert.
+        WHEN p_col ->> 'how' = 'null' THEN pg_catalog.format('NULL::%s', p_col ->> 'type')
         WHEN p_col ->> 'how' = 'ref' THEN
             pg_catalog.format('CASE WHEN %1$I.old_value IS NULL THEN s.%2$I ELSE (%3$s)::%4$s END',
                 p_col ->> 'ref', p_col ->> 'name',

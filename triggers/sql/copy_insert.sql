@@ -30,7 +30,7 @@ BEGIN
         EXECUTE pg_catalog.format(
             'WITH x AS MATERIALIZED ('
             '    SELECT %1$s, %2$s AS simtrail_remapped'
-            '    FROM %3$s AS s JOIN simtrail.copy_map AS m ON %4$s%5$s'
+            '    FROM %3$s AS s%4$s%5$s'
             '), ins AS ('
             '    INSERT INTO %6$s (%7$s) OVERRIDING SYSTEM VALUE SELECT %8$s FROM x RETURNING 1'
             ') SELECT (SELECT pg_catalog.count(*) FROM ins),'

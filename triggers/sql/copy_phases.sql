@@ -4,26 +4,35 @@
 -- type) as `s`, and this transaction's rows of simtrail.copy_map.
 -- Re-applied by every install (CREATE OR REPLACE).
 
--- The join of a reference's map rows, as alias rN, for a phase-B query.
+-- This transaction's map rows of one column set of one table. A function
+-- with a large row estimate, not a join on the work table: the planner
+-- believes the work table empty and would rescan it per source row; told
+-- it is big, it hashes it once (never inlined: it is SECURITY DEFINER).
+CREATE OR REPLACE FUNCTION simtrail.copy_map_of(p_table text, p_cols text)
+RETURNS TABLE (old_value text, new_value text, new_key jsonb, new_vals jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 10000 AS $$
+    SELECT w.old_value, w.new_value, w.new_key, w.new_vals FROM simtrail.copy_map AS w
+    WHERE w.call_id = pg_catalog.pg_current_xact_id() AND w.table_name = p_table AND w.cols = p_cols
+$$;
+
+-- The map row of a reference's value, as alias rN.
 CREATE OR REPLACE FUNCTION simtrail.copy_ref_join(p_ref jsonb, p_source text, p_prefix text)
 RETURNS text
 LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.format(
-        ' LEFT JOIN simtrail.copy_map AS %1$I ON %1$I.call_id = pg_catalog.pg_current_xact_id()'
-        ' AND %1$I.table_name = %2$L AND %1$I.cols = %3$L AND %1$I.old_value = %4$s',
+        ' LEFT JOIN simtrail.copy_map_of(%2$L, %3$L) AS %1$I ON %1$I.old_value = %4$s',
         p_ref ->> 'alias', p_ref ->> 'ref_table', p_ref ->> 'cols',
         simtrail.key_text_sql(ARRAY(SELECT pg_catalog.format('%s.%I', p_source, p_prefix || c)
                                     FROM pg_catalog.jsonb_array_elements_text(p_ref -> 'child')
                                          WITH ORDINALITY AS u(c, o) ORDER BY o)))
 $$;
 
--- The match of a source row `s` with its key-map row `m`.
+-- The key-map row `m` of a source row `s`.
 CREATE OR REPLACE FUNCTION simtrail.copy_key_join(p_plan jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.format(
-        'm.call_id = pg_catalog.pg_current_xact_id() AND m.table_name = %L AND m.cols = %L'
-        ' AND m.old_value = %s',
+        ' JOIN simtrail.copy_map_of(%L, %L) AS m ON m.old_value = %s',
         p_plan ->> 'table', (SELECT pg_catalog.string_agg(c, ',' ORDER BY o)
                              FROM pg_catalog.jsonb_array_elements_text(p_plan -> 'pk')
                                   WITH ORDINALITY AS u(c, o)),
@@ -76,7 +85,7 @@ BEGIN
         ELSIF c ->> 'how' = 'ref' THEN
             SELECT r INTO v_ref FROM pg_catalog.jsonb_array_elements(p_plan -> 'refs') AS r
             WHERE r ->> 'alias' = c ->> 'ref';
-            IF pg_catalog.strpos(v_joins, pg_catalog.format('AS %I ', v_ref ->> 'alias')) = 0 THEN
+            IF pg_catalog.strpos(v_joins, pg_catalog.format(' AS %I ON', v_ref ->> 'alias')) = 0 THEN
                 v_joins := v_joins || simtrail.copy_ref_join(v_ref, 'x', 'k_');
             END IF;
             v_new := v_new || pg_catalog.format(
@@ -216,7 +225,7 @@ BEGIN
         EXECUTE pg_catalog.format(
             'INSERT INTO simtrail.copy_map (call_id, table_name, cols, old_value, new_value)'
             ' SELECT DISTINCT pg_catalog.pg_current_xact_id(), %1$L, %2$L, %3$s, %4$s'
-            ' FROM %5$s AS s JOIN simtrail.copy_map AS m ON %6$s WHERE %7$s',
+            ' FROM %5$s AS s%6$s WHERE %7$s',
             p_plan ->> 'table', v_set, simtrail.key_text_sql(v_old), simtrail.key_text_sql(v_new),
             p_rel, simtrail.copy_key_join(p_plan),
             (SELECT pg_catalog.string_agg(pg_catalog.format('%s IS NOT NULL', o), ' AND ')

@@ -45,7 +45,9 @@ $$;
 -- staged in simtrail.rewind_net for this transaction. Rows the log saw
 -- change since come from their image at the target; the rest are live rows
 -- the log never saw change, so they are as they were then. A row that was
--- of no tenant at the target (it entered since) is not in it.
+-- of no tenant at the target (it entered since) is not in it. NOT IN, not
+-- NOT EXISTS: the work table looks empty to the planner, which then hashes
+-- it once instead of rescanning it per live row.
 CREATE OR REPLACE FUNCTION simtrail.tenant_rows_sql(p_table text, p_tenant text, p_at boolean)
 RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -70,9 +72,8 @@ BEGIN
       INTO v_pk FROM pg_catalog.unnest(t.pk_columns) WITH ORDINALITY AS u(c, o);
     RETURN pg_catalog.format(
         '(SELECT s.* FROM %1$s AS s%2$s WHERE %3$s = %4$L'
-        ' AND NOT EXISTS (SELECT 1 FROM simtrail.rewind_net AS n'
-        '   WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L'
-        '     AND n.key = pg_catalog.jsonb_build_object(%7$s))'
+        ' AND pg_catalog.jsonb_build_object(%7$s) NOT IN (SELECT n.key FROM simtrail.rewind_net AS n'
+        '   WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L)'
         ' UNION ALL'
         ' SELECT j.* FROM simtrail.rewind_net AS n'
         ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img) AS j'

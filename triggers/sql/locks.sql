@@ -77,3 +77,73 @@ BEGIN
 END
 $$;
 
+
+CREATE OR REPLACE FUNCTION simtrail.restore_lock_settings(p_lock text, p_deadlock text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('lock_timeout', p_lock, true);
+    BEGIN
+        PERFORM pg_catalog.set_config('deadlock_timeout', p_deadlock, true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        NULL;
+    END;
+END
+$$;
+
+-- Run p_job(p_args) holding tenant p_tenant's lock exclusively and the
+-- compaction lock shared: what a rewind and a purge do to one tenant's rows.
+-- p_job is one of ours taking and returning jsonb; its result comes back
+-- with `attempts` added. The whole job is retried (its work undone) when the
+-- tenant's writers hold locks it needs, and refused after 10 attempts.
+CREATE OR REPLACE FUNCTION simtrail.with_tenant_lock(p_tenant text, p_job regprocedure, p_args jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_deadlock_timeout text := pg_catalog.current_setting('deadlock_timeout');
+    v_call text;
+    v_attempt integer := 0;
+    v_result jsonb;
+BEGIN
+    SELECT pg_catalog.format('%I.%I', n.nspname, p.proname) INTO v_call
+    FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+    WHERE p.oid = p_job AND n.nspname = 'simtrail'
+      AND p.pronargs = 1 AND p.proargtypes[0] = 'jsonb'::regtype AND p.prorettype = 'jsonb'::regtype;
+    IF v_call IS NULL THEN
+        RAISE EXCEPTION '% is not a simtrail job (jsonb) returning jsonb', p_job
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        v_attempt := v_attempt + 1;
+        BEGIN
+            -- A writer of this tenant that already holds a row we need waits
+            -- on our tenant lock, so waiting for that row only deadlocks.
+            -- Give way quickly, then try again: a short lock_timeout, and
+            -- (where allowed) a short deadlock_timeout so that this session,
+            -- not the application's, is the one that notices and backs off.
+            PERFORM pg_catalog.set_config('lock_timeout', '200ms', true);
+            BEGIN
+                PERFORM pg_catalog.set_config('deadlock_timeout', '10ms', true);
+            EXCEPTION WHEN insufficient_privilege THEN
+                NULL;
+            END;
+            -- Compaction must not rewrite the log while we read it; the
+            -- tenant's writers must wait for us.
+            PERFORM simtrail.take_lock('compaction', true);
+            PERFORM simtrail.lock_tenant(p_tenant);
+            EXECUTE pg_catalog.format('SELECT %s($1)', v_call) INTO v_result USING p_args;
+            PERFORM simtrail.restore_lock_settings(v_lock_timeout, v_deadlock_timeout);
+            RETURN v_result || pg_catalog.jsonb_build_object('attempts', v_attempt);
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            PERFORM simtrail.restore_lock_settings(v_lock_timeout, v_deadlock_timeout);
+            IF v_attempt >= 10 THEN
+                RAISE EXCEPTION 'tenant % stayed busy through % attempts; try again', p_tenant, v_attempt
+                    USING ERRCODE = 'lock_not_available';
+            END IF;
+            PERFORM pg_catalog.pg_sleep(LEAST(0.05 * 2 ^ v_attempt, 2.0)
+                                        * (0.5 + pg_catalog.random()));
+        END;
+    END LOOP;
+END
+$$;

@@ -91,6 +91,8 @@ SELECT pg_catalog.to_regclass(%(qualified)s) IS NOT NULL AS present
 SELECT severity, kind, table_name, detail FROM simtrail.doctor()
 UNION ALL
 SELECT severity, kind, table_name, detail FROM simtrail.schema_findings()
+UNION ALL
+SELECT severity, kind, table_name, detail FROM simtrail.reference_findings()
 
 -- name: config_table_writers
 SELECT grantee, privileges FROM simtrail.config_table_writers()

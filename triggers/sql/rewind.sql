@@ -940,16 +940,27 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION simtrail.restore_lock_settings(p_lock text, p_deadlock text)
-RETURNS void
+-- The part of a rewind done under the tenant's lock (see with_tenant_lock):
+-- plan, and unless a dry run, apply. p_args: tenant, target, dry_run,
+-- force, nearest.
+CREATE OR REPLACE FUNCTION simtrail.rewind_locked(p_args jsonb)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tenant text := p_args ->> 'tenant';
+    v_resolved jsonb;
+    v_rewind_id bigint;
+    v_mode text;
 BEGIN
-    PERFORM pg_catalog.set_config('lock_timeout', p_lock, true);
-    BEGIN
-        PERFORM pg_catalog.set_config('deadlock_timeout', p_deadlock, true);
-    EXCEPTION WHEN insufficient_privilege THEN
-        NULL;
-    END;
+    v_resolved := simtrail.rewind_plan(v_tenant, p_args ->> 'target', (p_args ->> 'force')::boolean,
+                                       (p_args ->> 'nearest')::boolean);
+    IF NOT (p_args ->> 'dry_run')::boolean THEN
+        INSERT INTO simtrail.rewinds (tenant_id, target) VALUES (v_tenant, p_args ->> 'target')
+        RETURNING id INTO v_rewind_id;
+        v_mode := simtrail.rewind_apply(v_tenant);
+    END IF;
+    RETURN pg_catalog.jsonb_build_object('resolved', v_resolved, 'rewind_id', v_rewind_id,
+                                         'mode', v_mode);
 END
 $$;
 
@@ -966,9 +977,8 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 DECLARE
     v_started timestamptz := pg_catalog.clock_timestamp();
     v_tenant text := simtrail.known_tenant(p_tenant);
-    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
-    v_deadlock_timeout text := pg_catalog.current_setting('deadlock_timeout');
-    v_attempt integer := 0;
+    v_locked jsonb;
+    v_attempt integer;
     v_resolved jsonb;
     v_mode text;
     v_rewind_id bigint;
@@ -977,42 +987,14 @@ DECLARE
     v_moved_in jsonb;
     v_report jsonb;
 BEGIN
-    LOOP
-        v_attempt := v_attempt + 1;
-        BEGIN
-            -- A writer of this tenant that already holds a row we need waits
-            -- on our tenant lock, so waiting for that row only deadlocks.
-            -- Give way quickly, then try again: a short lock_timeout, and
-            -- (where allowed) a short deadlock_timeout so that this session,
-            -- not the application's, is the one that notices and backs off.
-            PERFORM pg_catalog.set_config('lock_timeout', '200ms', true);
-            BEGIN
-                PERFORM pg_catalog.set_config('deadlock_timeout', '10ms', true);
-            EXCEPTION WHEN insufficient_privilege THEN
-                NULL;
-            END;
-            -- Compaction must not rewrite the log while we read it; the
-            -- tenant's writers must wait for us (locks.sql).
-            PERFORM simtrail.take_lock('compaction', true);
-            PERFORM simtrail.lock_tenant(v_tenant);
-            v_resolved := simtrail.rewind_plan(v_tenant, p_target, p_force, p_nearest);
-            IF NOT p_dry_run THEN
-                INSERT INTO simtrail.rewinds (tenant_id, target) VALUES (v_tenant, p_target)
-                RETURNING id INTO v_rewind_id;
-                v_mode := simtrail.rewind_apply(v_tenant);
-            END IF;
-            PERFORM simtrail.restore_lock_settings(v_lock_timeout, v_deadlock_timeout);
-            EXIT;
-        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
-            PERFORM simtrail.restore_lock_settings(v_lock_timeout, v_deadlock_timeout);
-            IF v_attempt >= 10 THEN
-                RAISE EXCEPTION 'tenant % stayed busy through % attempts; try again', v_tenant, v_attempt
-                    USING ERRCODE = 'lock_not_available';
-            END IF;
-            PERFORM pg_catalog.pg_sleep(LEAST(0.05 * 2 ^ v_attempt, 2.0)
-                                        * (0.5 + pg_catalog.random()));
-        END;
-    END LOOP;
+    v_locked := simtrail.with_tenant_lock(
+        v_tenant, 'simtrail.rewind_locked(jsonb)'::regprocedure,
+        pg_catalog.jsonb_build_object('tenant', v_tenant, 'target', p_target, 'dry_run', p_dry_run,
+                                      'force', p_force, 'nearest', p_nearest));
+    v_resolved := v_locked -> 'resolved';
+    v_rewind_id := (v_locked ->> 'rewind_id')::bigint;
+    v_mode := v_locked ->> 'mode';
+    v_attempt := (v_locked ->> 'attempts')::integer;
 
     v_undone := (v_resolved ->> 'changes_undone')::bigint;
     v_moved_in := v_resolved -> 'moved_in';

@@ -84,6 +84,40 @@ BEGIN
 END
 $$;
 
+-- Launch a class: the caller must be an instructor of the template and of
+-- the new class (whose key the app created in its tenants table).
+CREATE OR REPLACE FUNCTION public.simtrail_clone(
+    p_from text, p_to text, p_dry_run boolean DEFAULT true)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN simtrail.clone_tenant(simtrail.rpc_authorize(p_from), simtrail.rpc_authorize(p_to),
+                                 NULL, p_dry_run);
+END
+$$;
+
+-- Duplicate a patient (or any row and its subtree): an instructor of the
+-- row's class and of the class it goes to.
+CREATE OR REPLACE FUNCTION public.simtrail_copy(
+    p_table text, p_key jsonb, p_to text, p_options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_to text := simtrail.rpc_authorize(p_to);
+    v_from text;
+BEGIN
+    -- A key that finds no row is refused like one of another class, so the
+    -- answer says nothing about rows the caller may not see.
+    BEGIN
+        v_from := simtrail.row_tenant(p_table, p_key);
+    EXCEPTION WHEN no_data_found OR undefined_table OR invalid_parameter_value THEN
+        v_from := NULL;
+    END;
+    PERFORM simtrail.rpc_authorize(coalesce(v_from, 'the row asked for'));
+    RETURN simtrail.copy_subtree(p_table, p_key, v_to, p_options);
+END
+$$;
+
 -- EXECUTE for `authenticated` only: revoke what PUBLIC and any default
 -- privileges (Supabase grants new public functions to anon and others) gave.
 DO $$
@@ -98,7 +132,9 @@ BEGIN
     FOREACH f IN ARRAY ARRAY['public.simtrail_rewind(text,text,boolean,boolean)',
                              'public.simtrail_mark(text,text)',
                              'public.simtrail_list_marks(text)',
-                             'public.simtrail_history(text,integer,timestamptz,text)']::regprocedure[]
+                             'public.simtrail_history(text,integer,timestamptz,text)',
+                             'public.simtrail_clone(text,text,boolean)',
+                             'public.simtrail_copy(text,jsonb,text,jsonb)']::regprocedure[]
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         FOR g IN

@@ -5,6 +5,8 @@ DROP FUNCTION IF EXISTS public.simtrail_rewind(text, text, boolean, boolean);
 DROP FUNCTION IF EXISTS public.simtrail_mark(text, text);
 DROP FUNCTION IF EXISTS public.simtrail_list_marks(text);
 DROP FUNCTION IF EXISTS public.simtrail_history(text, integer, timestamptz, text);
+DROP FUNCTION IF EXISTS public.simtrail_clone(text, text, boolean);
+DROP FUNCTION IF EXISTS public.simtrail_copy(text, jsonb, text, jsonb);
 DROP FUNCTION IF EXISTS simtrail.rpc_authorize(text)
 
 -- name: rpc_installed
@@ -41,14 +43,18 @@ GRANT USAGE ON SCHEMA simtrail TO {role};
 GRANT EXECUTE ON FUNCTION simtrail.rewind(text, text, boolean, boolean),
                           simtrail.mark(text, text),
                           simtrail.list_marks(text),
-                          simtrail.history(text, integer, timestamptz, text)
+                          simtrail.history(text, integer, timestamptz, text),
+                          simtrail.clone_tenant(text, text, text, boolean),
+                          simtrail.copy_subtree(text, jsonb, text, jsonb)
     TO {role}
 
 -- name: revoke_role
 REVOKE EXECUTE ON FUNCTION simtrail.rewind(text, text, boolean, boolean),
                            simtrail.mark(text, text),
                            simtrail.list_marks(text),
-                           simtrail.history(text, integer, timestamptz, text)
+                           simtrail.history(text, integer, timestamptz, text),
+                           simtrail.clone_tenant(text, text, text, boolean),
+                           simtrail.copy_subtree(text, jsonb, text, jsonb)
     FROM {role};
 REVOKE USAGE ON SCHEMA simtrail FROM {role}
 

@@ -127,6 +127,39 @@ BEGIN
 END
 $$;
 
+-- The tenant of the row of captured table p_table (any spelling) whose
+-- primary key is p_key (a JSON object); raises when there is no such row
+-- or it belongs to no tenant.
+CREATE OR REPLACE FUNCTION simtrail.row_tenant(p_table text, p_key jsonb)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_table text := simtrail.captured_table(p_table);
+    t record;
+    v_lookup jsonb;
+    v_tenant text;
+BEGIN
+    SELECT c.relid, c.pk_columns, c.tenant_path INTO t FROM simtrail.captured_tables AS c
+    WHERE c.table_name = v_table;
+    IF p_key IS NULL OR pg_catalog.jsonb_typeof(p_key) <> 'object' OR NOT p_key ?& t.pk_columns THEN
+        RAISE EXCEPTION 'the key of % is a JSON object with %', v_table,
+            pg_catalog.array_to_string(t.pk_columns, ', ') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_lookup := simtrail.render_tenant_lookup(t.tenant_path, 's');
+    EXECUTE pg_catalog.format(
+        'SELECT %1$s FROM %2$s AS s%3$s, pg_catalog.jsonb_populate_record(NULL::%2$s, $1) AS k WHERE %4$s',
+        v_lookup ->> 'tenant', t.relid::regclass, v_lookup ->> 'joins',
+        (SELECT pg_catalog.string_agg(pg_catalog.format('s.%I = k.%I', x, x), ' AND ')
+         FROM pg_catalog.unnest(t.pk_columns) AS x))
+    INTO v_tenant USING p_key;
+    IF v_tenant IS NULL THEN
+        RAISE EXCEPTION 'table % has no row with key % that belongs to a tenant', v_table, p_key
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_tenant;
+END
+$$;
+
 -- Duplicate a row and its subtree into tenant p_to (which may be its own
 -- tenant, or any other). p_options: only / skip (config categories; the
 -- row's own table always comes), dry_run, mark (none by default).
@@ -152,21 +185,7 @@ DECLARE
 BEGIN
     SELECT c.relid, c.pk_columns, c.tenant_path INTO t FROM simtrail.captured_tables AS c
     WHERE c.table_name = v_table;
-    IF p_key IS NULL OR pg_catalog.jsonb_typeof(p_key) <> 'object' OR NOT p_key ?& t.pk_columns THEN
-        RAISE EXCEPTION 'the key of % is a JSON object with %', v_table,
-            pg_catalog.array_to_string(t.pk_columns, ', ') USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    EXECUTE pg_catalog.format(
-        'SELECT %1$s FROM %2$s AS s%3$s, pg_catalog.jsonb_populate_record(NULL::%2$s, $1) AS k WHERE %4$s',
-        simtrail.render_tenant_lookup(t.tenant_path, 's') ->> 'tenant', t.relid::regclass,
-        simtrail.render_tenant_lookup(t.tenant_path, 's') ->> 'joins',
-        (SELECT pg_catalog.string_agg(pg_catalog.format('s.%I = k.%I', x, x), ' AND ')
-         FROM pg_catalog.unnest(t.pk_columns) AS x))
-    INTO v_from USING p_key;
-    IF v_from IS NULL THEN
-        RAISE EXCEPTION 'table % has no row with key % that belongs to a tenant', v_table, p_key
-            USING ERRCODE = 'no_data_found';
-    END IF;
+    v_from := simtrail.row_tenant(v_table, p_key);
 
     SELECT pg_catalog.array_agg(DISTINCT simtrail.table_category(c.table_name)) INTO v_known
     FROM simtrail.captured_tables AS c;

@@ -50,14 +50,17 @@ CREATE TABLE simtrail.copies (
 CREATE INDEX copies_target_idx ON simtrail.copies (target_tenant, id);
 
 -- Every copied row's old and new primary key, for `diff --against` and audit.
+-- No foreign key to simtrail.copies: only simtrail writes either table, and
+-- a per-row check would cost a large clone as much as writing its keys.
+-- Read a copy at a time (by copy_id), so that is the one index: a key index
+-- on the jsonb keys would double what a large clone spends recording them.
 CREATE TABLE simtrail.copy_keys (
-    copy_id    bigint NOT NULL REFERENCES simtrail.copies (id) ON DELETE CASCADE,
+    copy_id    bigint NOT NULL,
     table_name text NOT NULL,
     old_key    jsonb NOT NULL,
-    new_key    jsonb NOT NULL,
-    PRIMARY KEY (copy_id, table_name, old_key)
+    new_key    jsonb NOT NULL
 );
-CREATE INDEX copy_keys_new_idx ON simtrail.copy_keys (table_name, new_key);
+CREATE INDEX copy_keys_copy_idx ON simtrail.copy_keys (copy_id);
 
 -- Work tables of a copy in progress (see 0004 for why they are not temp
 -- tables): rows to copy, when they do not come from the live tables, and
@@ -66,9 +69,11 @@ CREATE INDEX copy_keys_new_idx ON simtrail.copy_keys (table_name, new_key);
 -- one column as itself, several as a jsonb array. The rows for a table's
 -- primary key also hold the generated values (new_vals) and both keys as
 -- objects, as simtrail.copy_keys keeps them.
+-- Text compared in the "C" collation: the work tables' keys are compared
+-- for equality only, and a locale's rules cost several times as much.
 CREATE UNLOGGED TABLE simtrail.copy_rows (
     call_id    xid8 NOT NULL,
-    table_name text NOT NULL,
+    table_name text COLLATE "C" NOT NULL,
     key        jsonb NOT NULL,
     img        jsonb NOT NULL
 );
@@ -76,9 +81,9 @@ CREATE INDEX copy_rows_call_idx ON simtrail.copy_rows (call_id, table_name);
 
 CREATE UNLOGGED TABLE simtrail.copy_map (
     call_id    xid8 NOT NULL,
-    table_name text NOT NULL,
-    cols       text NOT NULL,
-    old_value  text NOT NULL,
+    table_name text COLLATE "C" NOT NULL,
+    cols       text COLLATE "C" NOT NULL,
+    old_value  text COLLATE "C" NOT NULL,
     new_value  text,
     new_vals   jsonb,
     old_key    jsonb,
