@@ -11,6 +11,7 @@ from psycopg import Error as PsycopgError
 from bench import (
     anatomy,
     capture,
+    clone_report,
     compaction_report,
     machine,
     report,
@@ -63,8 +64,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("capture", "rewind", "compaction"),
-        help="run one benchmark (default: capture, then rewind, then compaction)",
+        choices=("capture", "rewind", "compaction", "clone"),
+        help="run one benchmark (default: capture, then rewind, then compaction, then clone)",
     )
     parser.add_argument(
         "--no-anatomy",
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         ("capture", run),
         ("rewind", run_rewind),
         ("compaction", compaction_report.job),
+        ("clone", clone_report.job),
     ):
         if args.only not in (None, name):
             continue

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
 
 from bench import machine, server
 from bench.compaction import FULL, QUICK, Results, Rewind, run
@@ -19,19 +17,13 @@ ROWS_PER_SECOND = 100_000
 FLAT = 1.25
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def job(args: argparse.Namespace) -> str:
     """`python -m bench --only compaction`: measure and render the section."""
-    plan = QUICK if args.quick else FULL
-    if args.repeats is not None:
-        plan = dataclasses.replace(plan, repeats=args.repeats)
+    plan = server.chosen_plan(args, FULL, QUICK)
     with server.server(args.dsn, args.datadir) as srv, server.Scratch(srv.admin_dsn) as scratch:
         facts = machine.collect(srv.description)
-        say(f"bench: compaction on {srv.description}")
-        results = run(scratch.create, plan, facts, say)
+        server.say(f"bench: compaction on {srv.description}")
+        results = run(scratch.create, plan, facts, server.say)
     facts.load_after = machine.load()
     return render(results, facts, quick=args.quick)
 
@@ -313,21 +305,7 @@ def _batches(results: Results) -> list[str]:
 
 
 def _machine(facts: machine.Machine) -> list[str]:
-    settings = ", ".join(f"{k} = {v}" for k, v in facts.settings.items())
-    return [
-        "### Machine",
-        "",
-        f"- Date: {facts.date}",
-        f"- CPU: {facts.cpu_model}, {facts.cores} cores; memory {facts.memory}",
-        f"- OS: {facts.os}",
-        f"- PostgreSQL: {facts.postgres} ({facts.server})",
-        f"- Server settings: {settings}",
-        f"- Python: {facts.python}, psycopg {facts.psycopg}",
-        f"- simtrail commit: {facts.commit}",
-        f"- Load average (1/5/15 min) before and after: {facts.load_before}; "
-        f"{facts.load_after}. The machine is shared; other work may have run alongside.",
-        "",
-    ]
+    return machine.section(facts)
 
 
 def _method(results: Results) -> list[str]:

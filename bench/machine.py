@@ -113,3 +113,23 @@ def add_server_facts(machine: Machine, conn: psycopg.Connection[dict[str, object
     machine.postgres = facts.pop("server_version")
     facts.pop("version")
     machine.settings = facts
+
+
+def section(machine: Machine, *extra: str) -> list[str]:
+    """The *Machine* part of a benchmark's section; `extra` lines go before the load."""
+    settings = ", ".join(f"{k} = {v}" for k, v in machine.settings.items())
+    return [
+        "### Machine",
+        "",
+        f"- Date: {machine.date}",
+        f"- CPU: {machine.cpu_model}, {machine.cores} cores; memory {machine.memory}",
+        f"- OS: {machine.os}",
+        f"- PostgreSQL: {machine.postgres} ({machine.server})",
+        f"- Server settings: {settings}",
+        f"- Python: {machine.python}, psycopg {machine.psycopg}",
+        f"- simtrail commit: {machine.commit}",
+        *extra,
+        f"- Load average (1/5/15 min) before and after: {machine.load_before}; "
+        f"{machine.load_after}. The machine is shared; other work may have run alongside.",
+        "",
+    ]

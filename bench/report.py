@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.anatomy import VARIANTS, Anatomy
 from bench.capture import CONFIGS, LABELS, OPS, SESSIONS, WARM_STATEMENTS, Plan, Results
 from bench.machine import Machine
+from bench.machine import section as machine_section
 
 HEADER = """# Benchmarks
 
@@ -542,22 +543,7 @@ def _anatomy(anatomy: Anatomy) -> list[str]:
 
 
 def _machine(machine: Machine) -> list[str]:
-    settings = ", ".join(f"{k} = {v}" for k, v in machine.settings.items())
-    return [
-        "### Machine",
-        "",
-        f"- Date: {machine.date}",
-        f"- CPU: {machine.cpu_model}, {machine.cores} cores",
-        f"- Memory: {machine.memory}",
-        f"- OS: {machine.os}",
-        f"- PostgreSQL: {machine.postgres} ({machine.server})",
-        f"- Server settings: {settings}",
-        f"- Python: {machine.python}, psycopg {machine.psycopg}",
-        f"- simtrail commit: {machine.commit}",
-        f"- Load average (1/5/15 min) before and after: {machine.load_before}; "
-        f"{machine.load_after}. The machine is shared; other work ran alongside.",
-        "",
-    ]
+    return machine_section(machine)
 
 
 def _method(results: Results, anatomy: Anatomy | None) -> list[str]:

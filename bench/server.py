@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -82,3 +86,20 @@ class Scratch:
 
     def __exit__(self, *exc: object) -> None:
         self.drop_all()
+
+
+def say(message: str) -> None:
+    """Progress, on standard error (standard output may carry the section)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+P = TypeVar("P", bound="DataclassInstance")
+
+
+def chosen_plan(args: argparse.Namespace, full: P, quick: P) -> P:
+    """The plan --quick asks for, with the repeats --repeats gives."""
+    plan = quick if args.quick else full
+    return plan if args.repeats is None else dataclasses.replace(plan, repeats=args.repeats)

@@ -326,3 +326,36 @@ def test_cli_clone_and_copy(seeded_db: Database) -> None:
         "copy", "--table", "nope", "--key", '{"id": 1}', "--to-tenant", other, dsn=db.dsn
     )
     assert no_table.exit_code == 2 and "not captured" in no_table.stderr
+
+
+def test_a_child_reached_by_the_config_path_alone_follows_its_copied_parent(
+    seeded_db: Database,
+) -> None:
+    db = seeded_db
+    db.sql(
+        "CREATE TABLE public.vital_notes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+        " vital_id uuid NOT NULL, note text)"
+    )
+    added = run_cli(
+        "config",
+        "add",
+        "vital_notes",
+        "--parent",
+        "patient_vitals",
+        "--parent-column",
+        "vital_id",
+        dsn=db.dsn,
+    )
+    assert added.exit_code == 0, added.stderr
+    source = rewindkit.tenants(db)[0]
+    db.sql(
+        "INSERT INTO public.vital_notes (vital_id, note) SELECT id, 'checked'"
+        " FROM public.patient_vitals WHERE tenant_id = %s",
+        (source,),
+    )
+    before = state(db, source)
+    target = new_tenant(db)
+    clone(db, source, target)
+    assert state(db, source) == before
+    assert state(db, target)["public.vital_notes"][0] == before["public.vital_notes"][0] > 0
+    assert copykit.shape(db, target) == copykit.shape(db, source)

@@ -252,21 +252,11 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
 def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Database) -> None:
     db = seeded_db
     template = rewindkit.tenants(db)[0]
-    # A copy rule (values differ on purpose) and a declared reference held as text.
+    # The fixture's copy rules and declared references (text uuids, MRNs),
+    # and a rule that renews the MRN, so references to it must map too.
     db.sql(
         "INSERT INTO simtrail.copy_rules (table_name, column_name, rule, expression)"
-        " VALUES ('public.lab_panels', 'status', 'sql', '''new'''),"
-        "        ('public.patients', 'patient_id', 'sql', '''C-'' || patient_id')"
-    )
-    db.sql("ALTER TABLE public.bowel_records ADD COLUMN patient_ref text")
-    db.sql(
-        "UPDATE public.bowel_records AS b SET patient_ref = p.id::text FROM public.patients AS p"
-        " WHERE p.tenant_id = b.tenant_id AND p.patient_id = b.patient_id"
-    )
-    db.sql(
-        "INSERT INTO simtrail.refs (table_name, column_name, ref_table, ref_column)"
-        " VALUES ('public.bowel_records', 'patient_ref', 'public.patients', 'id'),"
-        "        ('public.bowel_records', 'patient_id', 'public.patients', 'patient_id')"
+        " VALUES ('public.patients', 'patient_id', 'sql', $$'C-' || patient_id$$)"
     )
     # A unique column with a default and no rule: the copy takes the default.
     db.sql("ALTER TABLE public.patient_vitals ADD COLUMN tag uuid UNIQUE DEFAULT gen_random_uuid()")
@@ -278,7 +268,11 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
     assert fresh["totals"] == {"only_in_clone": 0, "only_in_template": 0, "differ": 0}
     assert fresh["tables"]["public.lab_panels"]["ignored_columns"] == ["status"]
     assert fresh["tables"]["public.patient_vitals"]["ignored_columns"] == ["tag"]
-    assert fresh["tables"]["public.patients"]["ignored_columns"] == ["patient_id"]
+    assert fresh["tables"]["public.patients"]["ignored_columns"] == ["patient_id", "wristband"]
+    assert fresh["tables"]["public.patient_medications"]["ignored_columns"] == [
+        "label_printed",
+        "last_administered",
+    ]
     counts = rewindkit.state(db, template)
     assert {t: c["same"] for t, c in fresh["tables"].items()} == {
         t: n for t, (n, _) in counts.items() if n
@@ -325,22 +319,31 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
         " RETURNING id::text",
         (template,),
     )
-    bowel, ref, mrn = db.sql(
-        "SELECT id::text, patient_ref, patient_id FROM public.bowel_records WHERE tenant_id = %s"
-        " AND patient_ref IS NOT NULL ORDER BY id LIMIT 1",
+    scan, ref = db.sql(
+        "SELECT id::text, patient_id FROM public.medication_scans WHERE tenant_id = %s"
+        " ORDER BY id LIMIT 1",
         (template,),
     )[0].values()
-    # The clone's record pointed back at the template's patient (a leak), and
-    # at an MRN (a unique column, not the key) that no patient has.
+    # The clone's scan pointed back at the template's patient: a leak.
     db.sql(
-        "UPDATE public.bowel_records SET patient_ref = %s, patient_id = 'MRN-NOPE' WHERE id = %s",
-        (ref, clone_of("public.bowel_records", bowel)),
+        "UPDATE public.medication_scans SET patient_id = %s WHERE id = %s",
+        (ref, clone_of("public.medication_scans", scan)),
+    )
+    bowel, mrn = db.sql(
+        "SELECT id::text, patient_id FROM public.bowel_records WHERE tenant_id = %s"
+        " ORDER BY id LIMIT 1",
+        (template,),
+    )[0].values()
+    # An MRN (a unique column, not the key) that no patient has.
+    db.sql(
+        "UPDATE public.bowel_records SET patient_id = 'MRN-NOPE' WHERE id = %s",
+        (clone_of("public.bowel_records", bowel),),
     )
     before = written(db)
 
     report = diff_cli(db, clone, "--against", template)
 
-    assert report["totals"] == {"only_in_clone": 2, "only_in_template": 2, "differ": 2}
+    assert report["totals"] == {"only_in_clone": 2, "only_in_template": 2, "differ": 3}
     only_clone = {(r["key"]["id"], r["why"]) for r in report["only_in_clone"]}
     assert only_clone == {
         (added, "added to the clone"),
@@ -359,20 +362,18 @@ def test_diff_against_the_template_pairs_rows_through_the_key_map(seeded_db: Dat
             "clone": 222,
         }
     }
+    assert differ["public.medication_scans"]["columns"] == {
+        "patient_id": {"template": ref, "clone": ref, "expected": clone_of("public.patients", ref)}
+    }
     assert differ["public.bowel_records"]["columns"] == {
-        "patient_ref": {
-            "template": ref,
-            "clone": ref,
-            "expected": clone_of("public.patients", ref),
-        },
-        # Through the MRN (a unique column): the clone's patient has a new one.
+        # Through the MRN: the clone's patient has a new one.
         "patient_id": {"template": mrn, "clone": "MRN-NOPE", "expected": f"C-{mrn}"},
     }
     assert written(db) == before
 
     text = run_cli("diff", "--tenant", clone, "--against", template, dsn=db.dsn)
     assert text.exit_code == 0, text.stderr
-    assert "2 rows differ, 2 only in the clone, 2 only in the template" in text.stdout
+    assert "3 rows differ, 2 only in the clone, 2 only in the template" in text.stdout
     assert "      heart_rate: " in text.stdout and " → 222" in text.stdout
 
 

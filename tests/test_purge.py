@@ -124,19 +124,15 @@ def test_refused_when_another_tenants_row_references_the_tenants_row(seeded_db: 
 def test_refused_when_a_declared_text_reference_crosses_tenants(seeded_db: Database) -> None:
     db = seeded_db
     tenant, other = rewindkit.tenants(db)[:2]
-    db.sql("ALTER TABLE public.bowel_records ADD COLUMN patient_ref text")
+    # The fixture's scanner log holds the patient's uuid as text, with no FK.
     db.sql(
-        "INSERT INTO simtrail.refs (table_name, column_name, ref_table, ref_column)"
-        " VALUES ('public.bowel_records', 'patient_ref', 'public.patients', 'id')"
-    )
-    db.sql(
-        "UPDATE public.bowel_records SET patient_ref ="
-        " (SELECT id::text FROM public.patients WHERE tenant_id = %s LIMIT 1)"
-        " WHERE id = (SELECT id FROM public.bowel_records WHERE tenant_id = %s LIMIT 1)",
-        (tenant, other),
+        "INSERT INTO public.medication_scans (tenant_id, patient_id)"
+        " VALUES (%s, (SELECT id::text FROM public.patients WHERE tenant_id = %s LIMIT 1))",
+        (other, tenant),
     )
     line = refused_cli(db, tenant)
-    assert "public.bowel_records.patient_ref" in line
+    assert "public.medication_scans.patient_id" in line
+    assert f"tenant {other}" in line
 
 
 def test_refused_when_an_untracked_foreign_key_would_block_the_delete(seeded_db: Database) -> None:

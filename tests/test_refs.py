@@ -407,3 +407,33 @@ def test_column_arguments_keep_the_table_quoted_for_sql() -> None:
     assert refs.parse_column("public.patients.patient_id") == ("public.patients", "patient_id")
     assert refs.parse_column('"Scan Log"."Order_Ref"') == ('"Scan Log"', "Order_Ref")
     assert refs.parse_column('x."a""b".c') == ('x."a""b"', "c")
+
+
+def test_retiring_a_dropped_table_takes_its_references_and_rules(seeded_db: Database) -> None:
+    db = seeded_db
+    cli_text(db, "config", "rule", "set", "bowel_records.notes", "--on-copy", "null")
+    cli_text(db, "config", "rule", "set", "patients.room_number", "--on-copy", "null")
+    rules_before = [(r["table_name"], r["column_name"]) for r in stored(db)["copy_rules"]]
+    db.sql("DROP TABLE public.bowel_records")
+    cli_text(db, "config", "retire", "bowel_records")
+    assert refs_of(db) == [r for r in FIXTURE_REFS if r[0] != "public.bowel_records"]
+    rules_after = [(r["table_name"], r["column_name"]) for r in stored(db)["copy_rules"]]
+    assert rules_after == [r for r in rules_before if r[0] != "public.bowel_records"]
+    assert ("public.patients", "room_number") in rules_after
+    assert doctor(db) == (0, [])
+
+
+def test_discovery_finds_every_reference_the_fixture_declares(seeded_db: Database) -> None:
+    """With nothing declared, the candidates are exactly the fixture's references
+    without a foreign key: MRNs, uuids held as text, a bare uuid."""
+    db = seeded_db
+    for table, column, _, _ in FIXTURE_REFS:
+        cli_text(db, "config", "ref", "remove", f"{table}.{column}")
+    found = candidates(db)
+    assert [
+        (c["table_name"], c["column_name"], c["ref_table"], c["ref_column"]) for c in found
+    ] == (FIXTURE_REFS)
+    for candidate in found:
+        run_command(db, candidate["command"])
+    assert refs_of(db) == FIXTURE_REFS
+    assert doctor(db) == (0, [])

@@ -535,6 +535,9 @@ BEGIN
     RETURN pg_catalog.jsonb_build_object(
         'joins', v_joins,
         'tenant', pg_catalog.format('(%s)::text', v_prev),
+        -- The tenant column itself, for a comparison with a typed literal
+        -- that can use an index on it.
+        'tenant_column', v_prev,
         'key', p_first);
 END
 $$;

@@ -87,6 +87,7 @@ DECLARE
     v_tables jsonb := '{}';
     v_generated jsonb;
     v_phases jsonb := '{}';
+    v_graph jsonb;
     v_mark timestamptz := pg_catalog.clock_timestamp();
 BEGIN
     DELETE FROM simtrail.copy_map AS m WHERE m.call_id = pg_catalog.pg_current_xact_id();
@@ -96,8 +97,10 @@ BEGIN
     SELECT pg_catalog.array_agg(k.k ORDER BY coalesce(d.depth, 0), k.k) INTO v_order
     FROM pg_catalog.jsonb_object_keys(p_rels) AS k(k)
     LEFT JOIN simtrail.reference_depths() AS d ON d.table_name = k.k;
+    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(g)), '[]') INTO v_graph
+    FROM simtrail.references() AS g;
     FOREACH t IN ARRAY coalesce(v_order, ARRAY[]::text[]) LOOP
-        v_plans := v_plans || pg_catalog.jsonb_build_object(t, simtrail.copy_table_plan(t));
+        v_plans := v_plans || pg_catalog.jsonb_build_object(t, simtrail.copy_table_plan(t, v_graph));
     END LOOP;
 
     FOREACH t IN ARRAY coalesce(v_order, ARRAY[]::text[]) LOOP

@@ -45,7 +45,8 @@ $$;
 --   keep    the source's value.
 -- Raises, naming the column, when a unique key would be copied unchanged
 -- and no rule or default can make it differ.
-CREATE OR REPLACE FUNCTION simtrail.copy_table_plan(p_table text)
+-- p_graph: simtrail.references() as a jsonb array, read once per copy.
+CREATE OR REPLACE FUNCTION simtrail.copy_table_plan(p_table text, p_graph jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -70,7 +71,10 @@ BEGIN
         v_tenant_col := t.tenant_path ->> 'tenant_column';
     END IF;
     -- Foreign keys first, so a column in both kinds follows its constraint.
-    FOR r IN SELECT g.* FROM simtrail.references() AS g WHERE g.table_name = p_table
+    FOR r IN SELECT g.* FROM pg_catalog.jsonb_to_recordset(p_graph) AS g (
+                 table_name text, columns text[], ref_table text, ref_columns text[], kind text,
+                 name text, as_text boolean)
+             WHERE g.table_name = p_table
              ORDER BY g.kind DESC, g.name LOOP
         n := n + 1;
         v_refs := v_refs || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
@@ -164,6 +168,14 @@ BEGIN
                                          'pk', pg_catalog.to_jsonb(t.pk_columns),
                                          'columns', v_cols, 'refs', v_refs);
 END
+$$;
+
+-- copy_table_plan, reading the graph itself.
+CREATE OR REPLACE FUNCTION simtrail.copy_table_plan(p_table text)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT simtrail.copy_table_plan(p_table, (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(g)), '[]')
+                                            FROM simtrail.references() AS g))
 $$;
 
 -- The SQL expression of column p_col's new value in a phase-B row: source

@@ -7,6 +7,7 @@
 -- hold the values of `ref_columns` of `ref_table`; `as_text` when a declared
 -- reference keeps the key as text in a column of another type. A declared
 -- reference whose table or columns are gone is left out (doctor reports it).
+-- kind: 'fk', 'declared', or 'path' (the config's tenant path, without FK).
 CREATE OR REPLACE FUNCTION simtrail.references()
 RETURNS TABLE (table_name text, columns text[], ref_table text, ref_columns text[],
                kind text, name text, as_text boolean, on_delete text)
@@ -37,6 +38,28 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       ON ca.attrelid = tc.relid AND ca.attname = r.column_name AND NOT ca.attisdropped
     JOIN pg_catalog.pg_attribute AS pa
       ON pa.attrelid = tp.relid AND pa.attname = r.ref_column AND NOT pa.attisdropped
+    UNION ALL
+    -- The config's own path to the tenant (parent_table, parent_column) is
+    -- a reference too, foreign key or not: a copied child must follow its
+    -- copied parent, or it would stay in the source's class.
+    SELECT t.table_name, ARRAY[h.hop ->> 'column'], tp.table_name, ARRAY[h.hop ->> 'parent_column'],
+           'path', t.table_name || '.' || (h.hop ->> 'column'),
+           ca.atttypid <> pa.atttypid, NULL
+    FROM simtrail.captured_tables AS t
+    CROSS JOIN LATERAL (SELECT t.tenant_path -> 'hops' -> 0 AS hop) AS h
+    JOIN simtrail.captured_tables AS tp ON tp.relid = (h.hop ->> 'parent')::regclass::oid
+    JOIN pg_catalog.pg_attribute AS ca
+      ON ca.attrelid = t.relid AND ca.attname = h.hop ->> 'column' AND NOT ca.attisdropped
+    JOIN pg_catalog.pg_attribute AS pa
+      ON pa.attrelid = tp.relid AND pa.attname = h.hop ->> 'parent_column' AND NOT pa.attisdropped
+    WHERE h.hop IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM pg_catalog.pg_constraint AS k
+          WHERE k.contype = 'f' AND k.conrelid = t.relid AND k.confrelid = tp.relid
+            AND k.conkey = ARRAY[ca.attnum] AND k.confkey = ARRAY[pa.attnum])
+      AND NOT EXISTS (
+          SELECT 1 FROM simtrail.refs AS r
+          WHERE r.table_name = t.table_name AND r.column_name = h.hop ->> 'column')
 $$;
 
 -- A relation (SQL text, to put in a FROM clause) holding tenant p_tenant's
@@ -55,6 +78,7 @@ DECLARE
     t record;
     v_lookup jsonb;
     v_pk text;
+    v_match text;
     v_call xid8 := pg_catalog.pg_current_xact_id();
 BEGIN
     SELECT c.relid, c.pk_columns, c.tenant_path INTO t
@@ -63,15 +87,18 @@ BEGIN
         RAISE EXCEPTION '% is not a captured table', p_table USING ERRCODE = 'undefined_table';
     END IF;
     v_lookup := simtrail.render_tenant_lookup(t.tenant_path, 's');
+    -- The tenant column against a literal of its own type: an index on it
+    -- serves, and the planner's estimate is the column's, not a guess.
+    v_match := pg_catalog.format('%s = %L::%s', v_lookup ->> 'tenant_column', p_tenant,
+                                 t.tenant_path ->> 'tenant_type');
     IF NOT p_at THEN
-        RETURN pg_catalog.format('(SELECT s.* FROM %s AS s%s WHERE %s = %L)',
-                                 t.relid::regclass, v_lookup ->> 'joins', v_lookup ->> 'tenant',
-                                 p_tenant);
+        RETURN pg_catalog.format('(SELECT s.* FROM %s AS s%s WHERE %s)',
+                                 t.relid::regclass, v_lookup ->> 'joins', v_match);
     END IF;
     SELECT pg_catalog.string_agg(pg_catalog.format('%L, s.%I', c, c), ', ' ORDER BY o)
       INTO v_pk FROM pg_catalog.unnest(t.pk_columns) WITH ORDINALITY AS u(c, o);
     RETURN pg_catalog.format(
-        '(SELECT s.* FROM %1$s AS s%2$s WHERE %3$s = %4$L'
+        '(SELECT s.* FROM %1$s AS s%2$s WHERE %3$s'
         ' AND pg_catalog.jsonb_build_object(%7$s) NOT IN (SELECT n.key FROM simtrail.rewind_net AS n'
         '   WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L)'
         ' UNION ALL'
@@ -79,7 +106,7 @@ BEGIN
         ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%1$s, n.target_img) AS j'
         ' WHERE n.call_id = %5$L::pg_catalog.xid8 AND n.table_name = %6$L'
         '   AND n.target_img IS NOT NULL AND NOT coalesce(n.moves ? ''entered'', false))',
-        t.relid::regclass, v_lookup ->> 'joins', v_lookup ->> 'tenant', p_tenant, v_call,
+        t.relid::regclass, v_lookup ->> 'joins', v_match, NULL, v_call,
         p_table, v_pk);
 END
 $$;

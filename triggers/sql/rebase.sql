@@ -383,6 +383,10 @@ BEGIN
     END LOOP;
     DELETE FROM simtrail.captured_tables AS t WHERE t.table_name = v_name;
     INSERT INTO simtrail.retired_tables (table_name) VALUES (v_name) ON CONFLICT DO NOTHING;
+    -- The table's own declared references and copy rules go with it; those
+    -- of other tables pointing at it stay, and doctor reports them.
+    DELETE FROM simtrail.refs AS r WHERE r.table_name = v_name;
+    DELETE FROM simtrail.copy_rules AS r WHERE r.table_name = v_name;
     RETURN pg_catalog.jsonb_build_object(
         'table', v_name, 'config_rows_removed', v_config,
         'changes_kept', (SELECT pg_catalog.count(*) FROM simtrail.changes AS c

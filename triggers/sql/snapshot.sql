@@ -126,9 +126,11 @@ $$;
 -- Refuse staged rows that reference a row of a captured table which the
 -- document does not hold but this database does: copied as they are, they
 -- would point into another class (and a row that reaches its tenant
--- through that reference would land in that class). A value no row holds
--- is left to the copy (a foreign key refuses it, a declared reference
--- keeps it, as a clone keeps a dangling one).
+-- through that reference would land in that class). Only references to
+-- columns unique on their own (a key): one to a column unique together
+-- with the tenant column (an MRN) finds rows of the new class only. A
+-- value no row holds is left to the copy (a foreign key refuses it, a
+-- declared reference keeps it, as a clone keeps a dangling one).
 CREATE OR REPLACE FUNCTION simtrail.check_snapshot_references()
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -144,6 +146,15 @@ BEGIN
         JOIN simtrail.captured_tables AS t ON t.table_name = f.ref_table
         WHERE EXISTS (SELECT 1 FROM simtrail.copy_rows AS c
                       WHERE c.call_id = pg_catalog.pg_current_xact_id() AND c.table_name = f.table_name)
+          AND EXISTS (SELECT 1 FROM pg_catalog.pg_index AS i
+                      WHERE i.indrelid = t.relid AND i.indisunique AND i.indpred IS NULL
+                        AND i.indnkeyatts = pg_catalog.cardinality(f.ref_columns)
+                        AND NOT EXISTS (
+                            SELECT 1 FROM pg_catalog.unnest(i.indkey::smallint[]) WITH ORDINALITY AS k(n, o)
+                            LEFT JOIN pg_catalog.pg_attribute AS a
+                              ON a.attrelid = i.indrelid AND a.attnum = k.n
+                            WHERE k.o <= i.indnkeyatts
+                              AND (a.attname IS NULL OR a.attname::text <> ALL (f.ref_columns))))
         ORDER BY f.table_name, f.name
     LOOP
         v_child := simtrail.key_text_sql(ARRAY(SELECT pg_catalog.format('s.%I', c)
