@@ -140,6 +140,17 @@ def seeded_db(server: Server) -> Iterator[Database]:
     yield from _clone(server, "seeded")
 
 
+@pytest.fixture
+def graph_db(server: Server) -> Iterator[Database]:
+    """The graph schema's template (tests/graphs.py), to take fresh copies of
+    with tests.fresh.copy_of; every copy is dropped before the test ends."""
+    # Both import this module.
+    from tests import fresh, graphs
+
+    yield graphs.template(server)
+    fresh.settle()
+
+
 @dataclass
 class CliResult:
     exit_code: int
