@@ -199,15 +199,17 @@ def test_a_generated_value_that_collides_once_is_generated_again(seeded_db: Data
         " AS n FROM public.patient_notes) AS x WHERE x.id = patient_notes.id"
     )
     biggest = db.sql("SELECT max(note_code) AS m FROM public.patient_notes")[0]["m"]
-    # Drawn from the existing codes and as many free ones: about half collide.
+    # A sequence that starts three below the largest code: the first round's
+    # first three values are taken, and their second round draws free ones.
+    db.sql(f"CREATE SEQUENCE public.note_codes START {biggest - 2}")
     db.sql(
         "INSERT INTO simtrail.copy_rules (table_name, column_name, rule, expression)"
         " VALUES ('public.patient_notes', 'note_code', 'sql', %s)",
-        (f"1 + floor(random() * {biggest * 2 + 40})::integer",),
+        ("nextval('public.note_codes')::integer",),
     )
     source = rewindkit.tenants(db)[0]
     report = clone(db, source, new_tenant(db))
-    assert report["tables"]["public.patient_notes"]["collisions_retried"] > 0
+    assert report["tables"]["public.patient_notes"]["collisions_retried"] == 3
     dupes = db.sql("SELECT note_code FROM public.patient_notes GROUP BY 1 HAVING count(*) > 1")
     assert dupes == []
 
