@@ -1,0 +1,1 @@
+"""Install scripts of earlier releases, for upgrade tests on a populated log."""
