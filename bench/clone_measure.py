@@ -40,6 +40,8 @@ class SizeResult:
     cancelled: set[str] = field(default_factory=set)  # a run passed max_seconds
     skipped: dict[str, float] = field(default_factory=dict)  # not run: the seconds expected
     limited: set[str] = field(default_factory=set)  # not run: past the method's max_rows
+    # The user's restore, run by run: what it failed to copy while reporting success.
+    shortfalls: dict[str, list[str]] = field(default_factory=dict)
     report: Any = None  # simtrail's report of its first clone
     profile: Profile | None = None
     checkpoints: bool = True
@@ -77,7 +79,9 @@ def measure(p: Prepared, plan: Plan, say: Callable[[str], None], history: Histor
 
         def attempt(method: Method, record: bool) -> float | None:
             try:
-                seconds, cpu, report = run_once(conn, p, method, meter, plan.max_seconds)
+                seconds, cpu, report, shortfall = run_once(
+                    conn, p, method, meter, plan.max_seconds
+                )
             except psycopg.errors.QueryCanceled:
                 result.cancelled.add(method.key)
                 say(f"clone: {method.key} cancelled after {plan.max_seconds:.0f} s")
@@ -86,6 +90,9 @@ def measure(p: Prepared, plan: Plan, say: Callable[[str], None], history: Histor
                 settle()
             if method is SIMTRAIL and result.report is None:
                 result.report = report
+            if shortfall is not None:
+                result.shortfalls.setdefault(method.key, []).append(shortfall)
+                say(f"clone: {method.key} {shortfall}")
             if record:
                 result.seconds[method.key].append(seconds)
                 if cpu is not None:
