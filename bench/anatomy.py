@@ -59,7 +59,6 @@ class Installed:
 
     function: str
     definition: str
-    begin_xact: str
     indexes: tuple[tuple[str, str], ...]  # (name, CREATE INDEX text) of the log's secondary indexes
 
     @property
@@ -96,11 +95,18 @@ def _edit(text: str, pattern: str, replacement: str, what: str) -> str:
 
 
 # Parts of the generated capture function, as regular expressions.
-BEGIN_CALL = r"PERFORM simtrail\.begin_xact\(v_xid\);"
+# The registration (capture.sql, render_registration): the probe of
+# simtrail.transactions and, when it finds nothing, the actor and the INSERT.
+REGISTRATION = r"\n    IF NOT EXISTS \(SELECT 1 FROM simtrail\.transactions .*?\n    END IF;"
+# What the registration does once the probe has found nothing.
+REGISTER_BODY = (
+    r"(IF NOT EXISTS \(SELECT 1 FROM simtrail\.transactions [^\n]*THEN\n).*?(\n    END IF;)"
+)
 # Everything from the TG_OP dispatch to the RETURN: the INSERT into the log.
 LOG_INSERT = r"\n    IF TG_OP = 'INSERT' THEN.*END IF;(?=\s*RETURN NULL;)"
-XACT_ROW = r"\n\s*INSERT INTO simtrail\.transactions .*?ON CONFLICT \(xact_id\) DO NOTHING;"
-ACTOR = r"pg_catalog\.jsonb_strip_nulls\(.*\)(\)\s*ON CONFLICT)"
+XACT_ROW = r"\n\s*INSERT INTO simtrail\.transactions .*?v_actor\);"
+# Parsing the claims, building the actor and capping it.
+ACTOR = r"BEGIN\n\s*v_actor := .*?simtrail\.cap_actor\(v_actor\);\n\s*END IF;"
 WINDOW = r"pg_catalog\.row_number\(\) OVER \(\)"
 # The tenant lock: a one-time filter on each INSERT into the log (capture.sql,
 # render_tenant_hold).
@@ -109,18 +115,18 @@ TENANT_LOCK = (
     r"simtrail\.add_tenant_locks\(ARRAY\(.*?IS NOT NULL\)\)\)\)"
 )
 IMAGES = (
-    r"pg_catalog\.to_jsonb\(x\.rec\) AS img, "
+    r"pg_catalog\.to_jsonb\(r\.\*\) AS img, "
     r"pg_catalog\.jsonb_build_object\((?:[^()]|\([^()]*\))*\) AS pk"
 )
 
 
-def _rewrite(*edits: tuple[str, str], target: str = "capture") -> Change:
-    """A change that rewrites the generated capture function (or begin_xact)."""
+def _rewrite(*edits: tuple[str, str]) -> Change:
+    """A change that rewrites the generated capture function."""
 
     def change(conn: Conn, installed: Installed) -> None:
-        text = installed.definition if target == "capture" else installed.begin_xact
+        text = installed.definition
         for pattern, replacement in edits:
-            text = _edit(text, pattern, replacement, target)
+            text = _edit(text, pattern, replacement, "capture")
         conn.execute(text.encode())
 
     return change
@@ -131,10 +137,6 @@ def _sql(name: str) -> Change:
         conn.execute(q(name).format(function=installed.ident))
 
     return change
-
-
-def _begin_xact_invoker(conn: Conn, installed: Installed) -> None:
-    conn.execute(q("begin_xact_invoker"))
 
 
 def _drop_log_indexes(conn: Conn, installed: Installed) -> None:
@@ -160,13 +162,13 @@ VARIANTS = (
         "prologue",
         "simtrail",
         "2. + SECURITY DEFINER, search_path, xid check",
-        _rewrite((LOG_INSERT, ""), (BEGIN_CALL, "NULL;")),
+        _rewrite((LOG_INSERT, ""), (REGISTER_BODY, r"\1        NULL;\2")),
         group="ladder",
     ),
     Variant(
         "register",
         "simtrail",
-        "3. + begin_xact (per-transaction registration)",
+        "3. + registration (actor, row in simtrail.transactions)",
         _rewrite((LOG_INSERT, "")),
         group="ladder",
     ),
@@ -181,29 +183,22 @@ VARIANTS = (
     Variant(
         "no_begin",
         "simtrail",
-        "no begin_xact call",
-        _rewrite((BEGIN_CALL, "NULL;")),
-        group="removal",
-    ),
-    Variant(
-        "begin_invoker",
-        "simtrail",
-        "begin_xact SECURITY INVOKER, no SET search_path",
-        _begin_xact_invoker,
+        "no registration (neither probe nor row)",
+        _rewrite((REGISTRATION, "")),
         group="removal",
     ),
     Variant(
         "no_xact_row",
         "simtrail",
-        "begin_xact without its INSERT into simtrail.transactions",
-        _rewrite((XACT_ROW, ""), target="begin_xact"),
+        "registration without its INSERT into simtrail.transactions",
+        _rewrite((XACT_ROW, "")),
         group="removal",
     ),
     Variant(
         "no_actor",
         "simtrail",
-        "begin_xact storing an empty actor",
-        _rewrite((ACTOR, r"'{}'::jsonb\1"), target="begin_xact"),
+        "registration storing an empty actor",
+        _rewrite((ACTOR, "v_actor := '{}'::jsonb;")),
         group="removal",
     ),
     Variant(
@@ -233,7 +228,8 @@ VARIANTS = (
         "no_json",
         "simtrail",
         "no jsonb images (img and pk not built)",
-        _rewrite((IMAGES, "NULL::jsonb AS img, '{}'::jsonb AS pk")),
+        # No quotes: the TRUNCATE branch carries this text inside a literal.
+        _rewrite((IMAGES, "NULL::jsonb AS img, pg_catalog.jsonb_build_object() AS pk")),
         group="removal",
     ),
     Variant(
@@ -270,18 +266,14 @@ def installed(conn: Conn) -> Installed:
     if row is None:
         raise RuntimeError("simtrail does not capture public.patient_vitals")
     definition = conn.execute(q("function_definition"), {"oid": row["oid"]}).fetchone()
-    begin = conn.execute(q("begin_xact_oid")).fetchone()
-    assert definition is not None and begin is not None
-    begin_def = conn.execute(q("function_definition"), {"oid": begin["oid"]}).fetchone()
-    assert begin_def is not None
+    assert definition is not None
     indexes = tuple((r["name"], r["definition"]) for r in conn.execute(q("log_indexes")))
-    return Installed(row["name"], definition["definition"], begin_def["definition"], indexes)
+    return Installed(row["name"], definition["definition"], indexes)
 
 
 def restore(conn: Conn, original: Installed) -> None:
-    """Put the generated functions and the log's indexes back as the installer left them."""
+    """Put the generated function and the log's indexes back as the installer left them."""
     conn.execute(original.definition.encode())
-    conn.execute(original.begin_xact.encode())
     now = {r["name"]: r["definition"] for r in conn.execute(q("log_indexes"))}
     for name, definition in original.indexes:
         if now.get(name) != definition:

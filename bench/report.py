@@ -390,7 +390,11 @@ LADDER = (
         "the function's prologue (SECURITY DEFINER, SET search_path, "
         "reading the xid and the registration flag)",
     ),
-    ("prologue", "register", "begin_xact, the per-transaction registration"),
+    (
+        "prologue",
+        "register",
+        "registering the transaction (the actor and its row in simtrail.transactions)",
+    ),
     ("register", "simtrail", "the INSERT … SELECT into simtrail.changes"),
 )
 
@@ -460,7 +464,7 @@ def _reach(anatomy: Anatomy) -> list[str]:
         assert reg is not None and pro is not None and nv is not None and no is not None
         if reg - pro > nv - no:
             out.append(
-                f"- Single-row {op}: registering the transaction alone (begin_xact, "
+                f"- Single-row {op}: registering the transaction alone ("
                 f"{micros(reg - pro)} µs) costs more than the naive trigger's whole overhead "
                 f"({micros(nv - no)} µs), so simtrail cannot match the naive trigger on "
                 "autocommit statements while every transaction writes its own row."

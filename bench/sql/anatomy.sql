@@ -14,9 +14,6 @@ WHERE t.relid = 'public.patient_vitals'::regclass
 -- name: function_definition
 SELECT pg_catalog.pg_get_functiondef(%(oid)s) AS definition
 
--- name: begin_xact_oid
-SELECT 'simtrail.begin_xact(xid8)'::regprocedure::oid AS oid
-
 -- name: log_indexes
 -- The secondary indexes of the log (everything but its primary key).
 SELECT c.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS definition
@@ -31,9 +28,6 @@ DROP INDEX {index}
 -- name: invoker
 -- Run the function as its caller, with no search_path of its own.
 ALTER FUNCTION {function}() SECURITY INVOKER RESET search_path
-
--- name: begin_xact_invoker
-ALTER FUNCTION simtrail.begin_xact(xid8) SECURITY INVOKER RESET search_path
 
 -- name: no_jit
 -- Big transition tables make the planner's row estimates large enough to
