@@ -58,6 +58,8 @@ class SizeResult:
     simtrail: list[float] = field(default_factory=list)
     full_restore: list[float] = field(default_factory=list)
     bare_dml: list[float] = field(default_factory=list)
+    # Where simtrail's time goes: PHASES, per repeat (seconds).
+    phases: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -248,6 +250,39 @@ def time_simtrail(conn: Conn, p: Prepared) -> float:
         return time.perf_counter() - started
 
 
+# Each phase is the difference between two runs that stop at successive
+# points of the same rewind (rewind_stage, rewind_plan, the whole rewind with
+# capture off, the whole rewind), so the phases add up to the rewind.
+PHASES = (
+    "read the log, then the live rows it names",
+    "checks before writing (moves, drift)",
+    "write: DML in replica mode and foreign-key checks",
+    "capture of the rewind's own changes",
+)
+
+
+def _timed(conn: Conn, p: Prepared, name: str, *, bare: bool) -> float:
+    with rolled_back(conn, bare=bare, tabs=p.tables):
+        started = time.perf_counter()
+        conn.execute(q(name), {"tenant": p.tenant}).fetchone()
+        return time.perf_counter() - started
+
+
+def time_phases(conn: Conn, p: Prepared) -> dict[str, float]:
+    points = [
+        _timed(conn, p, "stage", bare=False),
+        _timed(conn, p, "plan", bare=False),
+        _timed(conn, p, "rewind", bare=True),
+        _timed(conn, p, "rewind", bare=False),
+    ]
+    previous = 0.0
+    out = {}
+    for phase, point in zip(PHASES, points, strict=True):
+        out[phase] = point - previous
+        previous = point
+    return out
+
+
 def time_full_restore(conn: Conn, p: Prepared) -> float:
     with rolled_back(conn, bare=True, tabs=p.tables):
         started = time.perf_counter()
@@ -313,6 +348,8 @@ def measure_size(p: Prepared, repeats: int) -> SizeResult:
         for _ in range(repeats):
             for fn, out in runs:
                 out.append(fn(conn, p))
+            for phase, seconds in time_phases(conn, p).items():
+                result.phases.setdefault(phase, []).append(seconds)
     return result
 
 

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 from bench.report import median as _median
 from bench.report import paired_ratio as _ratios
-from bench.rewind import Plan, Results, p99
+from bench.rewind import PHASES, Plan, Results, p99
 
 X = "\u00d7"
 
 
 def _met(ok: bool) -> str:
     return "yes" if ok else "**no**"
+
+
+def _profile(results: Results) -> list[str]:
+    """Where simtrail's time goes at each size (medians of the phases)."""
+    sized = [s for s in results.sizes if s.phases]
+    if not sized:
+        return []
+    lines = [
+        "",
+        "Where simtrail's rewind spends its time (seconds, medians; each phase is the"
+        " difference between runs stopped at successive steps of the same rewind):",
+        "",
+        "| phase | " + " | ".join(f"{s.changes:,} changes" for s in sized) + " |",
+        "|---|" + "---:|" * len(sized),
+    ]
+    for phase in PHASES:
+        cells = []
+        for s in sized:
+            seconds = _median(s.phases[phase])
+            total = sum(_median(v) for v in s.phases.values())
+            cells.append(f"{seconds:.3f} ({seconds / total:.0%})" if total > 0 else "n/a")
+        lines.append(f"| {phase} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def render(results: Results, plan: Plan) -> str:
@@ -47,6 +70,7 @@ def render(results: Results, plan: Plan) -> str:
             f"| {_ratios(s.full_restore, s.simtrail):.1f}{X} "
             f"| {s.changes / rewind:,.0f} |"
         )
+    lines += _profile(results)
     worst_speed = min((s.changes / _median(s.simtrail) for s in results.sizes), default=0.0)
     worst_vs_b = max((_ratios(s.simtrail, s.bare_dml) for s in results.sizes), default=0.0)
     small = [s for s in results.sizes if s.rows_touched <= 0.1 * s.class_rows]

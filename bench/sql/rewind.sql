@@ -37,6 +37,15 @@ ORDER BY coalesce(d.depth, 0), t.table_name
 -- name: rewind
 SELECT simtrail.rewind(%(tenant)s, 'mark:launch', false) AS report
 
+-- name: stage
+-- The rewind's first step alone: the net change of every row from the log,
+-- and the live rows those name, locked as the rewind locks them.
+SELECT simtrail.rewind_stage(%(tenant)s, 'mark:launch', false, false, true) AS report
+
+-- name: plan
+-- The first step and the checks before any write.
+SELECT simtrail.rewind_plan(%(tenant)s, 'mark:launch', false) AS report
+
 -- name: replica
 SET LOCAL session_replication_role = replica
 
