@@ -107,6 +107,10 @@ def originals(db: Database) -> dict[int, tuple[Any, ...]]:
     return {r["id"]: tuple(r.values()) for r in rows}
 
 
+def compacted_below(db: Database) -> Any:
+    return db.sql("SELECT compacted_below FROM simtrail.daemon_state")[0]["compacted_below"]
+
+
 def caught_up(db: Database) -> bool:
     row = db.sql(
         "SELECT s.compacted_below >= (SELECT t.scan_from FROM simtrail.ticks AS t"
@@ -146,6 +150,7 @@ def test_kill_9_during_compaction_loses_and_changes_nothing(
         "200ms",
     ]
     progress = []
+    below = compacted_below(db)
     for kill in range(KILLS):
         with (tmp_path / f"run{kill}.log").open("wb") as log:
             process = subprocess.Popen(
@@ -155,16 +160,19 @@ def test_kill_9_during_compaction_loses_and_changes_nothing(
                 stderr=subprocess.STDOUT,
                 env=clean_env(),
             )
-        time.sleep(rng.uniform(0.4, 1.0))
+        # Kill at a random moment once this run has committed a batch: a
+        # fixed delay let a starved daemon (a loaded machine, a slow start)
+        # be killed before it did anything, again and again.
+        deadline = time.monotonic() + 60
+        while compacted_below(db) == below and time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / f"run{kill}.log").read_text()
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
         assert process.poll() is None, (tmp_path / f"run{kill}.log").read_text()
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-        progress.append(
-            (
-                db.sql("SELECT compacted_below FROM simtrail.daemon_state")[0]["compacted_below"],
-                caught_up(db),
-            )
-        )
+        below = compacted_below(db)
+        progress.append((below, caught_up(db)))
     # The kills landed while there was work to do, and work got done between them.
     assert sum(1 for _, done in progress if not done) >= KILLS - 2, progress
     assert len({below for below, _ in progress}) > KILLS // 2, progress
