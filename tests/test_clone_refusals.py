@@ -97,3 +97,19 @@ def test_copy_of_a_key_made_of_references_to_rows_it_does_not_copy_is_refused(
 def test_copy_of_a_row_that_is_not_there_is_refused(conn: graphs.Conn) -> None:
     error = refused(conn, COPY, ("public.g_root", json.dumps({"id": graphs.uid(1, 9)}), C))
     assert error.sqlstate == "P0002"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        {"id": graphs.uid(1, 1), "label": "x"},  # a field beyond the key is not a filter
+        {"label": "x"},
+        ["not", "an", "object"],
+    ],
+)
+def test_copy_of_a_key_that_is_not_exactly_the_primary_key_is_refused(
+    conn: graphs.Conn, key: Any
+) -> None:
+    error = refused(conn, COPY, ("public.g_root", json.dumps(key), C))
+    assert error.sqlstate == "22023"
+    assert "the key of public.g_root is a JSON object with exactly id" in str(error)

@@ -141,8 +141,12 @@ DECLARE
 BEGIN
     SELECT c.relid, c.pk_columns, c.tenant_path INTO t FROM simtrail.captured_tables AS c
     WHERE c.table_name = v_table;
-    IF p_key IS NULL OR pg_catalog.jsonb_typeof(p_key) <> 'object' OR NOT p_key ?& t.pk_columns THEN
-        RAISE EXCEPTION 'the key of % is a JSON object with %', v_table,
+    -- A field beyond the key would be ignored, and a caller who meant it to
+    -- narrow the copy would get something else than asked: refused.
+    IF p_key IS NULL OR pg_catalog.jsonb_typeof(p_key) <> 'object' OR NOT p_key ?& t.pk_columns
+       OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(p_key) AS k
+                  WHERE k <> ALL (t.pk_columns)) THEN
+        RAISE EXCEPTION 'the key of % is a JSON object with exactly %', v_table,
             pg_catalog.array_to_string(t.pk_columns, ', ') USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_lookup := simtrail.render_tenant_lookup(t.tenant_path, 's');
