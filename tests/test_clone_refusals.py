@@ -92,6 +92,9 @@ def test_copy_of_a_key_made_of_references_to_rows_it_does_not_copy_is_refused(
     link = json.dumps({"a_id": graphs.uid(2, 0), "b_id": graphs.uid(2, 1)})
     error = refused(conn, COPY, ("public.g_link", link, A))
     assert error.sqlstate == "23505" and "g_link_pkey" in str(error)
+    # No copy rule can help there: the hint says what can.
+    assert "copy those rows with it, or copy into another class" in str(error)
+    assert "set a copy rule" not in str(error)
 
 
 def test_copy_of_a_row_that_is_not_there_is_refused(conn: graphs.Conn) -> None:

@@ -14,6 +14,7 @@ DECLARE
     v_joins text;
     v_remapped text;
     v_detail text;
+    v_constraint text;
 BEGIN
     SELECT pg_catalog.string_agg(pg_catalog.format('%I', e ->> 'name'), ', ' ORDER BY o),
            pg_catalog.string_agg(pg_catalog.format('%s AS %I', simtrail.copy_value_sql(e, p_to), 'c' || o),
@@ -39,7 +40,16 @@ BEGIN
             (p_plan ->> 'relid')::oid::regclass, v_names, v_outs)
         INTO copied, remapped;
     EXCEPTION WHEN unique_violation THEN
-        GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
+        GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL, v_constraint = CONSTRAINT_NAME;
+        -- A primary key gets its new value from a default or from the rows
+        -- its columns reference; a copy rule cannot be set on it. It stays
+        -- the same only when those rows are not copied along.
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint AS c
+                   WHERE c.conrelid = (p_plan ->> 'relid')::oid AND c.contype = 'p'
+                     AND c.conname = v_constraint) THEN
+            RAISE EXCEPTION 'refused: the copy of % would keep its primary key: % (%); its key is made of references to rows this copy does not bring along: copy those rows with it, or copy into another class',
+                p_plan ->> 'table', SQLERRM, v_detail USING ERRCODE = 'unique_violation';
+        END IF;
         RAISE EXCEPTION 'refused: the copy of % would duplicate a unique value: % (%); set a copy rule on that column',
             p_plan ->> 'table', SQLERRM, v_detail USING ERRCODE = 'unique_violation';
     END;
