@@ -119,6 +119,8 @@ class Results:
     )
     # configuration -> log table -> (rows, bytes with indexes)
     logs: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    # Per configuration, (heap or index, bytes) of each log table, in order.
+    log_parts: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     # Bulk UPDATE seconds on a fresh connection and on one that first ran
     # single-row statements: configuration -> session -> rows -> seconds.
     plan_cache: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
@@ -344,6 +346,10 @@ def measure(targets: dict[str, Target], plan: Plan, say: Say) -> Results:
             size_row, count_row = size.fetchone(), count.fetchone()
             assert size_row is not None and count_row is not None
             results.logs[config][table] = (int(count_row["n"]), int(size_row["bytes"]))
+            parts = target.admin.execute(query("capture.sql", "relation_parts"), {"table": table})
+            results.log_parts.setdefault(config, []).extend(
+                (str(r["part"]), int(r["bytes"])) for r in parts.fetchall()
+            )
     return results
 
 

@@ -271,6 +271,13 @@ def _storage(results: Results) -> list[str]:
         tables = ", ".join(f"`{t}` {n:,} rows" for t, (n, _) in logs.items())
         per = f"{total / changes:,.0f} bytes per logged change" if changes else "no rows"
         out.append(f"- {LABELS[config]}: {tables}; {total / 2**20:,.1f} MiB with indexes, {per}.")
+        parts = results.log_parts.get(config, [])
+        if changes and parts:
+            out.append(
+                "  Per logged change: "
+                + ", ".join(f"{name} {size / changes:,.0f} B" for name, size in parts)
+                + "."
+            )
     if not out:
         return []
     return ["Log size at the end of the run (all repeats and the warm-up round):", "", *out, ""]

@@ -22,6 +22,13 @@ SELECT pg_catalog.pg_total_relation_size(%(table)s::regclass) AS bytes,
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_index AS i
         WHERE i.indrelid = %(table)s::regclass) AS indexes
 
+-- name: relation_parts
+-- Where a log table's bytes are: its heap (with TOAST), then each index.
+SELECT %(table)s::text AS part, pg_catalog.pg_table_size(%(table)s::text::regclass) AS bytes
+UNION ALL
+SELECT i.indexrelid::regclass::text, pg_catalog.pg_relation_size(i.indexrelid)
+FROM pg_catalog.pg_index AS i WHERE i.indrelid = %(table)s::text::regclass
+
 -- name: count_rows
 SELECT pg_catalog.count(*) AS n FROM {table}
 
