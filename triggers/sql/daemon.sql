@@ -130,14 +130,23 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.compact_batch(p_window interval, p_batch integer)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
--- Sorting a batch by row spills to disk at the default work_mem; JIT only
--- adds compile time to statements this size.
-SET work_mem = '64MB' SET jit = off AS $$
+-- Hashing a batch by row spills to disk at the default work_mem; JIT only
+-- adds compile time to statements this size. A generic plan would not know
+-- how many changes the batch's arrays hold (it guesses ten) and joins them
+-- by nested loops over whole batches: every batch is planned for its sizes.
+-- Every join here is between sets of thousands of rows, where a nested loop
+-- (chosen on a low estimate of a filtered CTE) is quadratic.
+SET work_mem = '64MB' SET jit = off SET plan_cache_mode = force_custom_plan SET enable_nestloop = off AS $$
 DECLARE
     v_frontier record;
     v_lo bigint;
     v_hi bigint;
-    v_span record;
+    v_span_lo timestamptz;
+    v_span_hi timestamptz;
+    v_member_ids bigint[];
+    v_member_nets bigint[];
+    v_member_froms bigint[];
+    v_member_counts integer[];
     v_scanned bigint;
     v_archived bigint;
     v_net bigint;
@@ -173,13 +182,13 @@ BEGIN
     v_current := (SELECT b.next_id IS NULL FROM simtrail.generation_bounds(v_gen) AS b);
 
     -- Work rows of this call live in simtrail's own tables (see version 4),
-    -- keyed by the transaction. Only one compactor runs at a time (the lock
-    -- above), so ANALYZE here never waits on another call and gives the
-    -- planner this call's sizes, as it had with temp tables.
+    -- keyed by the transaction; only one compactor runs at a time (the lock
+    -- above). The cut points and the transactions' segments are small; the
+    -- batch's own rows never go through a work table: what to fold is
+    -- carried in arrays from the statement that reads the batch to the one
+    -- that rewrites it.
     DELETE FROM simtrail.compact_cuts AS k WHERE k.call_id = v_call;
     DELETE FROM simtrail.compact_segments AS k WHERE k.call_id = v_call;
-    DELETE FROM simtrail.compact_members AS k WHERE k.call_id = v_call;
-    DELETE FROM simtrail.compact_folded AS k WHERE k.call_id = v_call;
     -- Snapshots taken later have a larger xmax, or the same xmax and no more
     -- transactions in progress: this order is the order they were taken in,
     -- and a change seen by one cut point is seen by every later one.
@@ -197,6 +206,8 @@ BEGIN
                  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_snapshot_xip(m.snapshot))
           FROM simtrail.marks AS m WHERE m.generation >= v_gen) AS s
     WHERE s.generation >= v_gen;
+    -- Years of hourly ticks make this table large enough for its index to
+    -- matter; the planner needs this call's size to use it.
     ANALYZE simtrail.compact_cuts;
 
     -- The cut point of each transaction, per tenant (marks are per tenant).
@@ -223,79 +234,104 @@ BEGIN
     FROM (SELECT DISTINCT c.tenant_id, c.xact_id FROM simtrail.changes AS c
           WHERE c.id >= v_lo AND c.id < v_hi AND c.tenant_id IS NOT NULL
             AND c.net_from IS NULL) AS p;
+    -- Without this call's size the planner expects a handful of rows from
+    -- the join below and groups the batch by sorting on the jsonb key.
     ANALYZE simtrail.compact_segments;
 
-    -- The originals to fold: each with the id of the last change of its row
-    -- between its two cut points (the id its net change will take).
-    INSERT INTO simtrail.compact_members (call_id, id, net_id, changed_at)
-    SELECT v_call, w.id, w.net_id, w.changed_at FROM (
-        SELECT c.id, c.changed_at,
-               pg_catalog.max(c.id) OVER g AS net_id,
-               pg_catalog.count(*) OVER g AS n,
-               -- A rewind reads where a row that moved in came from off the
-               -- two original halves of the move: never fold around one.
-               pg_catalog.bool_or(c.moved IS NOT NULL) OVER g AS moved
+    -- One pass over the batch: its originals grouped by row and segment (by
+    -- hashing: sorting on the jsonb key cost more than the rest of the
+    -- grouping). A group of two or more becomes one net change with the id
+    -- of its last change. A rewind reads where a row that moved in came
+    -- from off the two original halves of the move: never fold around one.
+    WITH grp AS (
+        SELECT c.tenant_id, c.table_name, s.seg,
+               pg_catalog.max(c.id) AS net_id, pg_catalog.min(c.id) AS net_from,
+               pg_catalog.count(*)::integer AS n,
+               pg_catalog.bool_or(c.moved IS NOT NULL) AS moved,
+               pg_catalog.bool_or(c.old_pk IS NOT NULL) AS pk_change,
+               pg_catalog.array_agg(c.id) AS ids,
+               pg_catalog.min(c.changed_at) AS lo, pg_catalog.max(c.changed_at) AS hi
         FROM simtrail.changes AS c
         JOIN simtrail.compact_segments AS s
           ON s.call_id = v_call AND s.tenant_id = c.tenant_id AND s.xact_id = c.xact_id
         WHERE c.id >= v_lo AND c.id < v_hi AND c.net_from IS NULL
-          AND (c.tenant_id, c.table_name, s.seg) NOT IN (
-              SELECT k.tenant_id, k.table_name, ks.seg FROM simtrail.changes AS k
-              JOIN simtrail.compact_segments AS ks
-                ON ks.call_id = v_call AND ks.tenant_id = k.tenant_id AND ks.xact_id = k.xact_id
-              WHERE k.id >= v_lo AND k.id < v_hi AND k.old_pk IS NOT NULL)
-        WINDOW g AS (PARTITION BY c.tenant_id, c.table_name, s.seg, c.row_pk)
-    ) AS w
-    WHERE w.n > 1 AND NOT w.moved;
-    GET DIAGNOSTICS v_archived = ROW_COUNT;
+        GROUP BY c.tenant_id, c.table_name, s.seg, c.row_pk
+    ), fold AS (
+        SELECT g.net_id, g.net_from, g.n, g.ids, g.lo, g.hi FROM grp AS g
+        WHERE g.n > 1 AND NOT g.moved
+          AND (g.tenant_id, g.table_name, g.seg) NOT IN (
+              SELECT k.tenant_id, k.table_name, k.seg FROM grp AS k WHERE k.pk_change)
+    )
+    -- Arrays filled by one aggregate stay in step with each other.
+    SELECT pg_catalog.array_agg(u.id), pg_catalog.array_agg(f.net_id), pg_catalog.array_agg(f.net_from),
+           pg_catalog.array_agg(f.n), pg_catalog.min(f.lo), pg_catalog.max(f.hi)
+      INTO v_member_ids, v_member_nets, v_member_froms, v_member_counts, v_span_lo, v_span_hi
+    FROM fold AS f CROSS JOIN LATERAL pg_catalog.unnest(f.ids) AS u(id);
+    v_archived := coalesce(pg_catalog.cardinality(v_member_ids), 0);
     SELECT pg_catalog.count(*) INTO v_scanned FROM simtrail.changes AS c
     WHERE c.id >= v_lo AND c.id < v_hi;
 
     IF v_archived > 0 THEN
-        ANALYZE simtrail.compact_members;
+        PERFORM simtrail.ensure_archive_partitions(v_span_lo, v_span_hi);
+        -- One statement moves the originals and writes the net changes from
+        -- what the DELETE returns, so no original is read twice. A net change
+        -- is built from the deleted rows of its first and last original, so
+        -- the last one (whose id it takes) is gone before it is inserted: the
+        -- key's uniqueness check passes over rows this transaction deleted.
         -- The same reading of first and last images as simtrail.rewind_plan,
         -- for changes that each touch one key.
-        INSERT INTO simtrail.compact_folded (call_id, id, net_from, net_count, tenant_id, table_name,
-                                             row_pk, before_img, after_img, xact_id, changed_at)
-        SELECT v_call, g.net_id, g.net_from, g.net_count, l.tenant_id, l.table_name, l.row_pk,
-               CASE WHEN f.operation <> 'INSERT' AND f.moved IS DISTINCT FROM 'in'
-                    THEN f.old_data END,
-               CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL ELSE l.new_data END,
-               l.xact_id, l.changed_at
-        FROM (SELECT m.net_id, pg_catalog.min(m.id) AS net_from, pg_catalog.count(*)::integer AS net_count
-              FROM simtrail.compact_members AS m WHERE m.call_id = v_call GROUP BY m.net_id) AS g
-        JOIN simtrail.changes AS f ON f.id = g.net_from AND f.id >= v_lo AND f.id < v_hi
-        JOIN simtrail.changes AS l ON l.id = g.net_id AND l.id >= v_lo AND l.id < v_hi;
-        GET DIAGNOSTICS v_net = ROW_COUNT;
-
-        SELECT pg_catalog.min(m.changed_at) AS lo, pg_catalog.max(m.changed_at) AS hi INTO v_span
-        FROM simtrail.compact_members AS m WHERE m.call_id = v_call;
-        PERFORM simtrail.ensure_archive_partitions(v_span.lo, v_span.hi);
-
         WITH gone AS (
-            DELETE FROM simtrail.changes AS c USING simtrail.compact_members AS m
+            DELETE FROM simtrail.changes AS c
+            USING ROWS FROM (pg_catalog.unnest(v_member_ids), pg_catalog.unnest(v_member_nets),
+                             pg_catalog.unnest(v_member_froms), pg_catalog.unnest(v_member_counts))
+                  AS m(id, net_id, net_from, net_count)
             -- The id range keeps the planner from walking the log's key
             -- index from its start on every batch.
-            WHERE m.call_id = v_call AND c.id = m.id AND c.id >= v_lo AND c.id < v_hi
-            RETURNING c.*, m.net_id
+            WHERE c.id = m.id AND c.id >= v_lo AND c.id < v_hi
+            RETURNING c.*, m.net_id AS to_net_id, m.net_from AS to_net_from, m.net_count AS to_net_count
+        ), archived AS (
+            INSERT INTO simtrail.archive (id, tenant_id, table_name, operation, row_pk, old_pk, old_data,
+                                          new_data, xact_id, changed_at, moved, actor, rewind_id, net_id)
+            SELECT g.id, g.tenant_id, g.table_name, g.operation, g.row_pk, g.old_pk, g.old_data,
+                   g.new_data, g.xact_id, g.changed_at, g.moved, x.actor, x.rewind_id, g.to_net_id
+            FROM gone AS g LEFT JOIN simtrail.compact_segments AS x
+              ON x.call_id = v_call AND x.tenant_id = g.tenant_id AND x.xact_id = g.xact_id
+        ), ends AS (
+            -- The first and last original of each net change, side by side.
+            SELECT g.to_net_id AS net_id,
+                   (pg_catalog.array_agg(g.to_net_from))[1] AS net_from,
+                   (pg_catalog.array_agg(g.to_net_count))[1] AS net_count,
+                   (pg_catalog.array_agg(g.tenant_id))[1] AS tenant_id,
+                   (pg_catalog.array_agg(g.table_name))[1] AS table_name,
+                   (pg_catalog.array_agg(g.row_pk))[1] AS row_pk,
+                   (pg_catalog.array_agg(g.operation) FILTER (WHERE g.id = g.to_net_from))[1] AS f_operation,
+                   (pg_catalog.array_agg(g.moved) FILTER (WHERE g.id = g.to_net_from))[1] AS f_moved,
+                   (pg_catalog.array_agg(g.old_data) FILTER (WHERE g.id = g.to_net_from))[1] AS f_old,
+                   (pg_catalog.array_agg(g.moved) FILTER (WHERE g.id = g.to_net_id))[1] AS l_moved,
+                   (pg_catalog.array_agg(g.new_data) FILTER (WHERE g.id = g.to_net_id))[1] AS l_new,
+                   (pg_catalog.array_agg(g.xact_id) FILTER (WHERE g.id = g.to_net_id))[1] AS xact_id,
+                   (pg_catalog.array_agg(g.changed_at) FILTER (WHERE g.id = g.to_net_id))[1] AS changed_at
+            FROM gone AS g WHERE g.id = g.to_net_from OR g.id = g.to_net_id
+            GROUP BY g.to_net_id
+        ), net AS (
+            SELECT e.net_id, e.net_from, e.net_count, e.tenant_id, e.table_name, e.row_pk,
+                   e.xact_id, e.changed_at,
+                   CASE WHEN e.f_operation <> 'INSERT' AND e.f_moved IS DISTINCT FROM 'in'
+                        THEN e.f_old END AS before_img,
+                   CASE WHEN e.l_moved IS NOT DISTINCT FROM 'out' THEN NULL ELSE e.l_new END AS after_img
+            FROM ends AS e
         )
-        INSERT INTO simtrail.archive (id, tenant_id, table_name, operation, row_pk, old_pk, old_data,
-                                      new_data, xact_id, changed_at, moved, actor, rewind_id, net_id)
-        SELECT g.id, g.tenant_id, g.table_name, g.operation, g.row_pk, g.old_pk, g.old_data,
-               g.new_data, g.xact_id, g.changed_at, g.moved, x.actor, x.rewind_id, g.net_id
-        FROM gone AS g LEFT JOIN simtrail.compact_segments AS x
-          ON x.call_id = v_call AND x.tenant_id = g.tenant_id AND x.xact_id = g.xact_id;
-
         INSERT INTO simtrail.changes (id, tenant_id, table_name, operation, row_pk, old_data, new_data,
                                       xact_id, changed_at, net_from, net_count)
-        SELECT n.id, n.tenant_id, n.table_name,
+        SELECT n.net_id, n.tenant_id, n.table_name,
                CASE WHEN n.before_img IS NULL AND n.after_img IS NOT NULL THEN 'INSERT'
                     WHEN n.before_img IS NOT NULL AND n.after_img IS NOT NULL THEN 'UPDATE'
                     -- Also a row that came and went: kept so that a rewind
                     -- still notices it if it has come back unlogged.
                     ELSE 'DELETE' END,
                n.row_pk, n.before_img, n.after_img, n.xact_id, n.changed_at, n.net_from, n.net_count
-        FROM simtrail.compact_folded AS n WHERE n.call_id = v_call;
+        FROM net AS n;
+        GET DIAGNOSTICS v_net = ROW_COUNT;
     ELSE
         v_net := 0;
     END IF;
@@ -303,8 +339,6 @@ BEGIN
     UPDATE simtrail.daemon_state SET compacted_below = v_hi, last_compacted_at = pg_catalog.now();
     DELETE FROM simtrail.compact_cuts AS k WHERE k.call_id = v_call;
     DELETE FROM simtrail.compact_segments AS k WHERE k.call_id = v_call;
-    DELETE FROM simtrail.compact_members AS k WHERE k.call_id = v_call;
-    DELETE FROM simtrail.compact_folded AS k WHERE k.call_id = v_call;
     RETURN pg_catalog.jsonb_build_object(
         'done', v_hi >= v_frontier.scan_from, 'scanned', v_scanned, 'archived', v_archived,
         'net', v_net, 'from_id', v_lo, 'to_id', v_hi, 'frontier_at', v_frontier.at);
