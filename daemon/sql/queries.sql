@@ -64,3 +64,11 @@ SELECT pg_catalog.md5(
                                    ',' ORDER BY g.oid)
                         FROM pg_catalog.pg_trigger AS g
                         WHERE g.tgname LIKE 'simtrail\_capture\_%'), '')) AS fingerprint
+
+-- name: log_bytes
+SELECT pg_catalog.pg_total_relation_size('simtrail.changes') AS bytes
+
+-- name: vacuum_log
+-- The log, and compaction's work tables, whose rows every batch deletes.
+-- Plain VACUUM: never FULL, which would lock out every writer.
+VACUUM simtrail.changes, simtrail.compact_cuts, simtrail.compact_segments
