@@ -416,6 +416,59 @@ BEGIN
 END
 $$;
 
+-- The daemon's upkeep (daemon/upkeep.py) packs the log after compaction:
+-- plain VACUUM makes the removed rows' space reusable but returns only empty
+-- pages at the table's end, and compaction leaves rows all over the table.
+-- How many pages the log's rows would fill, packed, and how many it has.
+CREATE OR REPLACE FUNCTION simtrail.log_pages()
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'pages', pg_catalog.pg_relation_size('simtrail.changes') / 8192,
+        -- A heap tuple's header and line pointer come on top of its data.
+        'packed_pages', coalesce((SELECT pg_catalog.ceil(pg_catalog.sum(pg_catalog.pg_column_size(c.*) + 32)
+                                                        / 8192.0)::bigint
+                                  FROM simtrail.changes AS c), 0))
+$$;
+
+-- Rewrite the log rows stored on heap pages [p_from_page, p_to_page), the
+-- same rows with the same ids: a row written anew goes to free space that a
+-- VACUUM recorded, at the front of the table, so the next VACUUM can cut the
+-- emptied pages off its end. Rows of transactions still running are not
+-- visible here and stay. Under the compaction lock, as compaction: a rewind
+-- never reads the log while rows are moving. Returns how many rows moved and
+-- the highest page one of them landed on.
+CREATE OR REPLACE FUNCTION simtrail.relocate_log_rows(p_from_page bigint, p_to_page bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    v_moved bigint;
+    v_landed bigint;
+BEGIN
+    IF p_from_page IS NULL OR p_to_page IS NULL OR p_from_page < 0 OR p_to_page <= p_from_page THEN
+        RAISE EXCEPTION 'relocate_log_rows needs a page range, got [%, %)', p_from_page, p_to_page
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM simtrail.take_lock('compaction');
+    -- Each row is deleted before it is written again (the INSERT reads what
+    -- the DELETE returns), and the key's uniqueness check passes over rows
+    -- this transaction deleted. SELECT * keeps every column, whatever the
+    -- log's version.
+    WITH gone AS (
+        DELETE FROM simtrail.changes AS c
+        WHERE c.ctid >= pg_catalog.format('(%s,0)', p_from_page)::tid
+          AND c.ctid < pg_catalog.format('(%s,0)', p_to_page)::tid
+        RETURNING c.*
+    ), back AS (
+        INSERT INTO simtrail.changes SELECT g.* FROM gone AS g RETURNING ctid
+    )
+    SELECT pg_catalog.count(*), pg_catalog.max((b.ctid::text::point)[0])::bigint
+      INTO v_moved, v_landed FROM back AS b;
+    RETURN pg_catalog.jsonb_build_object('moved', v_moved, 'landed_max_page', v_landed);
+END
+$$;
+
 -- The figures behind /metrics and `simtrail status`.
 CREATE OR REPLACE FUNCTION simtrail.daemon_stats(p_window interval)
 RETURNS jsonb
