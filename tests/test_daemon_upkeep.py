@@ -8,6 +8,8 @@ from pathlib import Path
 
 import psycopg
 
+from simtrail.daemon.upkeep import log_pages, upkeep_log
+from simtrail.db import connect
 from tests.conftest import Database
 from tests.daemonkit import eventually, running
 
@@ -17,12 +19,16 @@ COMPACT_NOW = (
 )
 
 
-def churn(db: Database, rounds: int) -> int:
-    """Changes that compaction folds (each round rewrites every patient); the log's rows."""
+def churn(db: Database, rounds: int, *, tick_every: int = 1) -> int:
+    """Each round rewrites every patient, a tick every few rounds; the log's rows.
+
+    Compaction folds a row's changes between two cut points (ticks).
+    """
     with psycopg.connect(db.dsn, autocommit=True) as conn:
-        for _ in range(rounds):
+        for done in range(1, rounds + 1):
             conn.execute("UPDATE public.patients SET first_name = first_name || 'x'")
-            conn.execute("SELECT simtrail.tick()")
+            if done % tick_every == 0 or done == rounds:
+                conn.execute("SELECT simtrail.tick()")
     return int(db.sql("SELECT count(*) AS n FROM simtrail.changes")[0]["n"])
 
 
@@ -99,3 +105,41 @@ def test_sigterm_cancels_a_blocked_vacuum_and_exits_within_ten_seconds(
         blocker.rollback()
     # Its backend is gone with it, not left waiting on the lock.
     eventually(lambda: not vacuum_backends(seeded_db), timeout=5, what="no VACUUM backend left")
+
+
+def compact_everything(db: Database) -> None:
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        conn.execute("SELECT simtrail.thin_ticks('0', '1 microsecond')")
+        while True:
+            with conn.transaction():
+                row = conn.execute("SELECT simtrail.compact_batch('0', 5000)").fetchone()
+            if row and row[0]["done"]:
+                return
+
+
+def log_digest(db: Database) -> dict[str, object]:
+    return db.sql(
+        "SELECT count(*) AS n, md5(string_agg(c::text, ',' ORDER BY c.id)) AS digest,"
+        " (SELECT array_agg(i.indexrelid::regclass::text ORDER BY 1) FROM pg_index AS i"
+        "   WHERE i.indrelid = 'simtrail.changes'::regclass AND i.indisvalid) AS indexes"
+        " FROM simtrail.changes AS c"
+    )[0]
+
+
+def test_upkeep_packs_the_log_and_keeps_every_row_as_it_was(seeded_db: Database) -> None:
+    churn(seeded_db, 80, tick_every=20)
+    compact_everything(seeded_db)
+    before = log_digest(seeded_db)
+    with connect(seeded_db.dsn, "test upkeep", statement_timeout_ms=0) as conn:
+        pages, packed = log_pages(conn)
+        assert pages > 2 * packed  # compaction left most of the table empty
+        outcome = upkeep_log(conn)
+        after_pages, _ = log_pages(conn)
+    assert outcome.result == "done" and outcome.error is None
+    assert outcome.rows_moved > 0
+    assert outcome.pages_before == pages and outcome.pages_after == after_pages
+    assert after_pages <= packed * 1.3 + 16, (after_pages, packed)
+    assert outcome.reindexed
+    assert outcome.bytes_after < outcome.bytes_before / 2
+    # The same rows, ids and columns, and the same (valid) indexes.
+    assert log_digest(seeded_db) == before
