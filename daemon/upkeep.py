@@ -243,7 +243,7 @@ class Upkeep:
         else:
             log.info("log vacuum", rows_removed=removed, **fields)
 
-    def stop(self, timeout: float = 8.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Cancel a running VACUUM and wait for its thread (at most `timeout`)."""
         thread = self._thread
         if thread is None:

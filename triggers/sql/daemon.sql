@@ -304,30 +304,15 @@ BEGIN
                    g.new_data, g.xact_id, g.changed_at, g.moved, x.actor, x.rewind_id, g.to_net_id
             FROM gone AS g LEFT JOIN simtrail.compact_segments AS x
               ON x.call_id = v_call AND x.tenant_id = g.tenant_id AND x.xact_id = g.xact_id
-        ), ends AS (
-            -- The first and last original of each net change, side by side.
-            SELECT g.to_net_id AS net_id,
-                   (pg_catalog.array_agg(g.to_net_from))[1] AS net_from,
-                   (pg_catalog.array_agg(g.to_net_count))[1] AS net_count,
-                   (pg_catalog.array_agg(g.tenant_id))[1] AS tenant_id,
-                   (pg_catalog.array_agg(g.table_name))[1] AS table_name,
-                   (pg_catalog.array_agg(g.row_pk))[1] AS row_pk,
-                   (pg_catalog.array_agg(g.operation) FILTER (WHERE g.id = g.to_net_from))[1] AS f_operation,
-                   (pg_catalog.array_agg(g.moved) FILTER (WHERE g.id = g.to_net_from))[1] AS f_moved,
-                   (pg_catalog.array_agg(g.old_data) FILTER (WHERE g.id = g.to_net_from))[1] AS f_old,
-                   (pg_catalog.array_agg(g.moved) FILTER (WHERE g.id = g.to_net_id))[1] AS l_moved,
-                   (pg_catalog.array_agg(g.new_data) FILTER (WHERE g.id = g.to_net_id))[1] AS l_new,
-                   (pg_catalog.array_agg(g.xact_id) FILTER (WHERE g.id = g.to_net_id))[1] AS xact_id,
-                   (pg_catalog.array_agg(g.changed_at) FILTER (WHERE g.id = g.to_net_id))[1] AS changed_at
-            FROM gone AS g WHERE g.id = g.to_net_from OR g.id = g.to_net_id
-            GROUP BY g.to_net_id
         ), net AS (
-            SELECT e.net_id, e.net_from, e.net_count, e.tenant_id, e.table_name, e.row_pk,
-                   e.xact_id, e.changed_at,
-                   CASE WHEN e.f_operation <> 'INSERT' AND e.f_moved IS DISTINCT FROM 'in'
-                        THEN e.f_old END AS before_img,
-                   CASE WHEN e.l_moved IS NOT DISTINCT FROM 'out' THEN NULL ELSE e.l_new END AS after_img
-            FROM ends AS e
+            -- Each net change from its last original (l) and its first (f).
+            SELECT l.to_net_id AS net_id, l.to_net_from AS net_from, l.to_net_count AS net_count,
+                   l.tenant_id, l.table_name, l.row_pk, l.xact_id, l.changed_at,
+                   CASE WHEN f.operation <> 'INSERT' AND f.moved IS DISTINCT FROM 'in'
+                        THEN f.old_data END AS before_img,
+                   CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL ELSE l.new_data END AS after_img
+            FROM gone AS l JOIN gone AS f ON f.id = l.to_net_from
+            WHERE l.id = l.to_net_id AND f.id = f.to_net_from
         )
         INSERT INTO simtrail.changes (id, tenant_id, table_name, operation, row_pk, old_data, new_data,
                                       xact_id, changed_at, net_from, net_count)
