@@ -29,7 +29,7 @@ _DURATION = "DURATION"
 @click.option("--retention-days", metavar="DAYS", help="Drop archived history older [0: never].")
 @click.option("--batch-size", metavar="ROWS", help="Log rows per compaction transaction [50000].")
 @click.option("--vacuum-interval", metavar=_DURATION,
-              help="VACUUM the log after compaction at most this often [10m; off: never].")
+              help="Vacuum and pack the log after compaction at most this often [10m; off: never].")
 @click.option("--heal-interval", metavar=_DURATION, help="Re-sync triggers this often [5s].")
 @click.option("--health-port", metavar="PORT", help="Serve /healthz and /metrics here [off].")
 @click.option("--health-host", metavar="HOST", help="Address for the health port [127.0.0.1].")
