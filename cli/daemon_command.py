@@ -28,6 +28,8 @@ _DURATION = "DURATION"
               help="Older than the fine window, keep one tick per [1h].")
 @click.option("--retention-days", metavar="DAYS", help="Drop archived history older [0: never].")
 @click.option("--batch-size", metavar="ROWS", help="Log rows per compaction transaction [50000].")
+@click.option("--vacuum-interval", metavar=_DURATION,
+              help="Vacuum and pack the log after compaction at most this often [10m; off: never].")
 @click.option("--heal-interval", metavar=_DURATION, help="Re-sync triggers this often [5s].")
 @click.option("--health-port", metavar="PORT", help="Serve /healthz and /metrics here [off].")
 @click.option("--health-host", metavar="HOST", help="Address for the health port [127.0.0.1].")
@@ -42,7 +44,7 @@ def daemon(app: App, /, once: bool, daemon_log_level: str | None, **options: Any
     """Record ticks, compact and archive the log, apply retention and keep triggers in place.
 
     Settings come from flags, then SIMTRAIL_* variables, then the TOML file.
-    SIGTERM or SIGINT finishes the current batch and exits 0; SIGHUP reloads.
+    SIGTERM or SIGINT finishes the current batch, cancels a VACUUM and exits 0; SIGHUP reloads.
     """
     flags: dict[str, object] = {k: v for k, v in options.items() if v is not None}
     flags["dsn"] = app.dsn_option

@@ -57,6 +57,7 @@ class CycleReport:
     net: int = 0
     caught_up: bool = True
     retention: dict[str, Any] | None = None
+    vacuum_started: bool = False
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "ticks": self.ticks}
@@ -71,6 +72,7 @@ class CycleReport:
             compaction_archived=self.archived,
             compaction_net=self.net,
             compaction_caught_up=self.caught_up,
+            vacuum_started=self.vacuum_started,
         )
         if self.retention is not None:
             out["retention_dropped"] = self.retention.get("dropped_partitions", [])

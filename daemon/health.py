@@ -49,6 +49,11 @@ class Status:
     # are not healed (and maybe not captured) until the rows are fixed.
     config_problems: list[dict[str, str]] = field(default_factory=list)
     db: dict[str, Any] = field(default_factory=dict)
+    # The daemon's own VACUUM of the log (daemon/upkeep.py).
+    vacuum_running: bool = False
+    vacuums: Counter[str] = field(default_factory=Counter)
+    vacuum_seconds_total: float = 0.0
+    vacuum_bytes_returned: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def cycle_done(self, role: str, seconds: float, *, failed: bool = False) -> None:
@@ -115,6 +120,18 @@ class Status:
                    "Capture triggers this process attached, refreshed or detached.",
                    [(f'{{action="{action}"}}', float(self.healed[action]))
                     for action in ("attach", "refresh", "detach")])
+            metric("simtrail_vacuums_total", "counter",
+                   "VACUUMs of the log this process ran, by how they ended.",
+                   [(f'{{result="{result}"}}', float(self.vacuums[result]))
+                    for result in ("done", "cancelled", "failed")])
+            metric("simtrail_vacuum_seconds_total", "counter",
+                   "Time this process spent in VACUUMs of the log.",
+                   [("", self.vacuum_seconds_total)])
+            metric("simtrail_vacuum_running", "gauge", "1 while a VACUUM of the log runs.",
+                   [("", 1.0 if self.vacuum_running else 0.0)])
+            metric("simtrail_vacuum_returned_bytes_total", "counter",
+                   "Bytes by which this process's VACUUMs shrank the log.",
+                   [("", float(self.vacuum_bytes_returned))])
             if self.rewinds is not None:
                 metric("simtrail_rewinds_total", "counter", "Rewinds applied in this database.",
                        [("", float(self.rewinds))])

@@ -60,6 +60,8 @@ class DaemonSettings:
     coarse_tick_interval: float = 3600.0
     retention_days: int = 0
     batch_size: int = 50_000
+    # 0 turns the daemon's own VACUUM of the log off.
+    vacuum_interval: float = 600.0
     heal_interval: float = 5.0
     health_port: int | None = None
     health_host: str = "127.0.0.1"
@@ -89,6 +91,18 @@ def _level(name: str, value: object) -> str:
     return level
 
 
+def _duration_or_off(name: str, value: object) -> float:
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return 0.0
+    try:
+        seconds = parse_duration(name, value)
+    except ConfigError:
+        raise ConfigError(
+            f"{name}: expected a duration such as 10m or 1h, or off, got {str(value)!r}"
+        ) from None
+    return seconds
+
+
 def _positive_duration(name: str, value: object) -> float:
     seconds = parse_duration(name, value)
     if seconds <= 0:
@@ -105,6 +119,7 @@ _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "coarse_tick_interval": _positive_duration,
     "retention_days": lambda n, v: parse_count(n, v, minimum=0),
     "batch_size": lambda n, v: parse_count(n, v, minimum=1),
+    "vacuum_interval": _duration_or_off,
     "heal_interval": _positive_duration,
     "health_port": _port,
     "health_host": lambda _n, v: str(v),

@@ -22,6 +22,7 @@ from simtrail.daemon.lease import Lease
 from simtrail.daemon.queries import q
 from simtrail.daemon.settings import DaemonSettings, load
 from simtrail.daemon.signals import Flags, handled
+from simtrail.daemon.upkeep import Upkeep
 from simtrail.db import Conn, connect
 from simtrail.errors import ConfigError, SimtrailError
 from simtrail.logs import get
@@ -56,6 +57,7 @@ class Worker:
         self.status = Status(stale_after=settings.health_stale_after)
         self.clocks = Clocks()
         self.lease = Lease(self._dsn, ttl=settings.lease_ttl, retry=settings.lease_retry)
+        self.upkeep = Upkeep(self._dsn, self.status)
         self._work: Conn | None = None
         self._listen: Conn | None = None
         self._health: HealthServer | None = None
@@ -109,6 +111,9 @@ class Worker:
                         watchdog="1", status=f"{report.role}, {self.status.cycles} cycles"
                     )
                     if once:
+                        # A cron-style run waits for the VACUUM it started.
+                        while self.upkeep.running and not self.flags.stop.is_set():
+                            self.flags.stop.wait(WAIT_SLICE)
                         # A refused config row is a problem the caller must see.
                         exit_code = 1 if failed or report.refused else 0
                         break
@@ -123,6 +128,8 @@ class Worker:
                     self._wait(report.role)
             finally:
                 sdnotify.notify(stopping="1")
+                # A VACUUM can run for minutes: cancelled, so a stop stays quick.
+                self.upkeep.stop()
                 self._close()
                 if self._health is not None:
                     self._health.stop()
@@ -144,6 +151,7 @@ class Worker:
             self.clocks = Clocks()
         elif was_leader and role != "leader":
             log.warning("lost leadership; standing by")
+            self.upkeep.stop()
         report = CycleReport(role=role)
         failed = False
         try:
@@ -164,6 +172,10 @@ class Worker:
             if self._work is not None:
                 self._work.close()
                 self._work = None
+        if role == "leader" and not failed:
+            retention = report.retention or {}
+            self.upkeep.removed(report.archived + int(retention.get("log_rows_deleted") or 0))
+            report.vacuum_started = self.upkeep.maybe_start(self.settings.vacuum_interval)
         seconds = time.monotonic() - started
         self.status.cycle_done(role, seconds, failed=failed)
         if not failed:

@@ -287,6 +287,7 @@ def test_bad_settings_are_refused_before_anything_starts(installed_db: Database)
         (("--lease-ttl", "1s"), "lease_ttl"),
         (("--retention-days", "-3"), "--retention-days"),
         (("--health-port", "70000"), "--health-port"),
+        (("--vacuum-interval", "often"), "--vacuum-interval"),
     ]:
         done = run_cli("daemon", "--once", *args, dsn=installed_db.dsn)
         assert done.exit_code == 2, (args, done.stderr)

@@ -69,6 +69,8 @@ def test_durations(text: str, seconds: float) -> None:
         ({"lease_ttl": "3s"}, {}, "lease_ttl (3s) must be at least"),
         ({"retention_days": "0.5"}, {}, "--retention-days: expected a whole number"),
         ({"config": "/nonexistent/simtrail.toml"}, {}, "does not exist"),
+        ({"vacuum_interval": "often"}, {}, "--vacuum-interval: expected a duration"),
+        ({}, {"SIMTRAIL_VACUUM_INTERVAL": "-5m"}, "SIMTRAIL_VACUUM_INTERVAL: expected a duration"),
     ],
 )
 def test_bad_values_are_refused(
@@ -78,6 +80,13 @@ def test_bad_values_are_refused(
         load({"dsn": DSN, **flags}, env)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_vacuum_interval_takes_a_duration_or_off() -> None:
+    assert load({"dsn": DSN}, {}).vacuum_interval == 600
+    assert load({"dsn": DSN, "vacuum_interval": "30m"}, {}).vacuum_interval == 1800
+    assert load({"dsn": DSN}, {"SIMTRAIL_VACUUM_INTERVAL": "OFF"}).vacuum_interval == 0
+    assert load({"dsn": DSN, "vacuum_interval": "0"}, {}).vacuum_interval == 0
 
 
 def test_bad_file_is_refused(tmp_path: Path) -> None:

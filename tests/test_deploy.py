@@ -39,6 +39,7 @@ DAEMON_SETTINGS = {
     "fine_window",
     "coarse_tick_interval",
     "retention_days",
+    "vacuum_interval",
     "batch_size",
     "heal_interval",
     "health_port",

@@ -64,3 +64,32 @@ SELECT pg_catalog.md5(
                                    ',' ORDER BY g.oid)
                         FROM pg_catalog.pg_trigger AS g
                         WHERE g.tgname LIKE 'simtrail\_capture\_%'), '')) AS fingerprint
+
+-- name: log_bytes
+SELECT pg_catalog.pg_total_relation_size('simtrail.changes') AS bytes
+
+-- name: vacuum_log
+-- The log, and compaction's work tables, whose rows every batch deletes.
+-- Plain VACUUM: never FULL, which would lock out every writer.
+VACUUM simtrail.changes, simtrail.compact_cuts, simtrail.compact_segments
+
+-- name: log_pages
+SELECT simtrail.log_pages() AS pages
+
+-- name: relocate_log_rows
+SELECT simtrail.relocate_log_rows(%(from_page)s, %(to_page)s) AS moved
+
+-- name: reindex_leftovers
+-- What a cancelled REINDEX CONCURRENTLY leaves behind: invalid copies that
+-- every write to the log would still pay for.
+SELECT i.indexrelid::regclass::text AS name
+FROM pg_catalog.pg_index AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'simtrail.changes'::regclass AND NOT i.indisvalid
+  AND c.relname ~ '_cc(new|old)[0-9]*$'
+
+-- name: drop_index_concurrently
+DROP INDEX CONCURRENTLY IF EXISTS {index}
+
+-- name: reindex_log
+-- Rebuilt beside the old ones: writers go on meanwhile.
+REINDEX TABLE CONCURRENTLY simtrail.changes

@@ -130,19 +130,34 @@ $$;
 CREATE OR REPLACE FUNCTION simtrail.compact_batch(p_window interval, p_batch integer)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
--- Sorting a batch by row spills to disk at the default work_mem; JIT only
--- adds compile time to statements this size.
-SET work_mem = '64MB' SET jit = off AS $$
+-- Hashing a batch by row spills to disk at the default work_mem; JIT only
+-- adds compile time to statements this size. A generic plan would not know
+-- how many changes the batch's arrays hold (it guesses ten) and joins them
+-- by nested loops over whole batches: every batch is planned for its sizes.
+-- Every join here is between sets of thousands of rows, where a nested loop
+-- (chosen on a low estimate of a filtered CTE) is quadratic. Grouping a
+-- batch by sorting on its jsonb keys costs more than the rest of the
+-- grouping, yet the planner, expecting few groups, would sort; the first
+-- cut point of a transaction is read off the cuts' index instead of sorting
+-- them. (The one sort left, numbering the cuts, has no other plan.)
+SET work_mem = '64MB' SET jit = off SET plan_cache_mode = force_custom_plan
+SET enable_nestloop = off SET enable_sort = off AS $$
 DECLARE
     v_frontier record;
     v_lo bigint;
     v_hi bigint;
-    v_span record;
+    v_span_lo timestamptz;
+    v_span_hi timestamptz;
+    v_member_ids bigint[];
+    v_member_nets bigint[];
+    v_member_froms bigint[];
+    v_member_counts integer[];
     v_scanned bigint;
     v_archived bigint;
     v_net bigint;
     v_gen integer;
     v_current boolean;
+    v_later boolean;
     v_call xid8 := pg_catalog.pg_current_xact_id();
 BEGIN
     IF p_batch IS NULL OR p_batch < 1 THEN
@@ -173,13 +188,13 @@ BEGIN
     v_current := (SELECT b.next_id IS NULL FROM simtrail.generation_bounds(v_gen) AS b);
 
     -- Work rows of this call live in simtrail's own tables (see version 4),
-    -- keyed by the transaction. Only one compactor runs at a time (the lock
-    -- above), so ANALYZE here never waits on another call and gives the
-    -- planner this call's sizes, as it had with temp tables.
+    -- keyed by the transaction; only one compactor runs at a time (the lock
+    -- above). The cut points and the transactions' segments are small; the
+    -- batch's own rows never go through a work table: what to fold is
+    -- carried in arrays from the statement that reads the batch to the one
+    -- that rewrites it.
     DELETE FROM simtrail.compact_cuts AS k WHERE k.call_id = v_call;
     DELETE FROM simtrail.compact_segments AS k WHERE k.call_id = v_call;
-    DELETE FROM simtrail.compact_members AS k WHERE k.call_id = v_call;
-    DELETE FROM simtrail.compact_folded AS k WHERE k.call_id = v_call;
     -- Snapshots taken later have a larger xmax, or the same xmax and no more
     -- transactions in progress: this order is the order they were taken in,
     -- and a change seen by one cut point is seen by every later one.
@@ -197,7 +212,11 @@ BEGIN
                  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_snapshot_xip(m.snapshot))
           FROM simtrail.marks AS m WHERE m.generation >= v_gen) AS s
     WHERE s.generation >= v_gen;
+    -- Years of hourly ticks make this table large enough for its index to
+    -- matter; the planner needs this call's size to use it.
     ANALYZE simtrail.compact_cuts;
+    v_later := EXISTS (SELECT 1 FROM simtrail.compact_cuts AS k
+                       WHERE k.call_id = v_call AND k.generation > v_gen);
 
     -- The cut point of each transaction, per tenant (marks are per tenant).
     -- The actor rides along for the archive, so no batch joins the whole
@@ -209,9 +228,11 @@ BEGIN
                     AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id)
                     AND pg_catalog.pg_visible_in_snapshot(p.xact_id, k.snapshot)
                   ORDER BY k.call_id, k.snap_xmax, k.ord LIMIT 1),
-                 (SELECT pg_catalog.min(k.ord) FROM simtrail.compact_cuts AS k
-                  WHERE k.call_id = v_call AND k.generation > v_gen
-                    AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id))),
+                 -- Planned away when there is no later generation (usual).
+                 CASE WHEN v_later THEN
+                     (SELECT pg_catalog.min(k.ord) FROM simtrail.compact_cuts AS k
+                      WHERE k.call_id = v_call AND k.generation > v_gen
+                        AND (k.tenant_id IS NULL OR k.tenant_id = p.tenant_id)) END),
            CASE WHEN v_current
                 THEN (SELECT x.actor FROM simtrail.transactions AS x WHERE x.xact_id = p.xact_id)
                 ELSE (SELECT x.actor FROM simtrail.transactions_history AS x
@@ -223,79 +244,87 @@ BEGIN
     FROM (SELECT DISTINCT c.tenant_id, c.xact_id FROM simtrail.changes AS c
           WHERE c.id >= v_lo AND c.id < v_hi AND c.tenant_id IS NOT NULL
             AND c.net_from IS NULL) AS p;
+    -- Without this call's size the planner expects a handful of rows from
+    -- the join below and groups the batch by sorting on the jsonb key.
     ANALYZE simtrail.compact_segments;
 
-    -- The originals to fold: each with the id of the last change of its row
-    -- between its two cut points (the id its net change will take).
-    INSERT INTO simtrail.compact_members (call_id, id, net_id, changed_at)
-    SELECT v_call, w.id, w.net_id, w.changed_at FROM (
-        SELECT c.id, c.changed_at,
-               pg_catalog.max(c.id) OVER g AS net_id,
-               pg_catalog.count(*) OVER g AS n,
-               -- A rewind reads where a row that moved in came from off the
-               -- two original halves of the move: never fold around one.
-               pg_catalog.bool_or(c.moved IS NOT NULL) OVER g AS moved
+    -- One pass over the batch: its originals grouped by row and segment. A group of two or more becomes one net change with the id of its last
+    -- change. A rewind reads where a row that moved in came from off the two
+    -- original halves of the move: never fold around one.
+    WITH grp AS (
+        SELECT c.tenant_id, c.table_name, s.seg,
+               pg_catalog.max(c.id) AS net_id, pg_catalog.min(c.id) AS net_from,
+               pg_catalog.count(*)::integer AS n,
+               pg_catalog.bool_or(c.moved IS NOT NULL) AS moved,
+               pg_catalog.bool_or(c.old_pk IS NOT NULL) AS pk_change,
+               pg_catalog.array_agg(c.id) AS ids,
+               pg_catalog.min(c.changed_at) AS lo, pg_catalog.max(c.changed_at) AS hi
         FROM simtrail.changes AS c
         JOIN simtrail.compact_segments AS s
           ON s.call_id = v_call AND s.tenant_id = c.tenant_id AND s.xact_id = c.xact_id
         WHERE c.id >= v_lo AND c.id < v_hi AND c.net_from IS NULL
-          AND (c.tenant_id, c.table_name, s.seg) NOT IN (
-              SELECT k.tenant_id, k.table_name, ks.seg FROM simtrail.changes AS k
-              JOIN simtrail.compact_segments AS ks
-                ON ks.call_id = v_call AND ks.tenant_id = k.tenant_id AND ks.xact_id = k.xact_id
-              WHERE k.id >= v_lo AND k.id < v_hi AND k.old_pk IS NOT NULL)
-        WINDOW g AS (PARTITION BY c.tenant_id, c.table_name, s.seg, c.row_pk)
-    ) AS w
-    WHERE w.n > 1 AND NOT w.moved;
-    GET DIAGNOSTICS v_archived = ROW_COUNT;
+        GROUP BY c.tenant_id, c.table_name, s.seg, c.row_pk
+    ), fold AS (
+        SELECT g.net_id, g.net_from, g.n, g.ids, g.lo, g.hi FROM grp AS g
+        WHERE g.n > 1 AND NOT g.moved
+          AND (g.tenant_id, g.table_name, g.seg) NOT IN (
+              SELECT k.tenant_id, k.table_name, k.seg FROM grp AS k WHERE k.pk_change)
+    )
+    -- Arrays filled by one aggregate stay in step with each other.
+    SELECT pg_catalog.array_agg(u.id), pg_catalog.array_agg(f.net_id), pg_catalog.array_agg(f.net_from),
+           pg_catalog.array_agg(f.n), pg_catalog.min(f.lo), pg_catalog.max(f.hi)
+      INTO v_member_ids, v_member_nets, v_member_froms, v_member_counts, v_span_lo, v_span_hi
+    FROM fold AS f CROSS JOIN LATERAL pg_catalog.unnest(f.ids) AS u(id);
+    v_archived := coalesce(pg_catalog.cardinality(v_member_ids), 0);
     SELECT pg_catalog.count(*) INTO v_scanned FROM simtrail.changes AS c
     WHERE c.id >= v_lo AND c.id < v_hi;
 
     IF v_archived > 0 THEN
-        ANALYZE simtrail.compact_members;
+        PERFORM simtrail.ensure_archive_partitions(v_span_lo, v_span_hi);
+        -- One statement moves the originals and writes the net changes from
+        -- what the DELETE returns, so no original is read twice. A net change
+        -- is built from the deleted rows of its first and last original, so
+        -- the last one (whose id it takes) is gone before it is inserted: the
+        -- key's uniqueness check passes over rows this transaction deleted.
         -- The same reading of first and last images as simtrail.rewind_plan,
         -- for changes that each touch one key.
-        INSERT INTO simtrail.compact_folded (call_id, id, net_from, net_count, tenant_id, table_name,
-                                             row_pk, before_img, after_img, xact_id, changed_at)
-        SELECT v_call, g.net_id, g.net_from, g.net_count, l.tenant_id, l.table_name, l.row_pk,
-               CASE WHEN f.operation <> 'INSERT' AND f.moved IS DISTINCT FROM 'in'
-                    THEN f.old_data END,
-               CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL ELSE l.new_data END,
-               l.xact_id, l.changed_at
-        FROM (SELECT m.net_id, pg_catalog.min(m.id) AS net_from, pg_catalog.count(*)::integer AS net_count
-              FROM simtrail.compact_members AS m WHERE m.call_id = v_call GROUP BY m.net_id) AS g
-        JOIN simtrail.changes AS f ON f.id = g.net_from AND f.id >= v_lo AND f.id < v_hi
-        JOIN simtrail.changes AS l ON l.id = g.net_id AND l.id >= v_lo AND l.id < v_hi;
-        GET DIAGNOSTICS v_net = ROW_COUNT;
-
-        SELECT pg_catalog.min(m.changed_at) AS lo, pg_catalog.max(m.changed_at) AS hi INTO v_span
-        FROM simtrail.compact_members AS m WHERE m.call_id = v_call;
-        PERFORM simtrail.ensure_archive_partitions(v_span.lo, v_span.hi);
-
         WITH gone AS (
-            DELETE FROM simtrail.changes AS c USING simtrail.compact_members AS m
+            DELETE FROM simtrail.changes AS c
+            USING ROWS FROM (pg_catalog.unnest(v_member_ids), pg_catalog.unnest(v_member_nets),
+                             pg_catalog.unnest(v_member_froms), pg_catalog.unnest(v_member_counts))
+                  AS m(id, net_id, net_from, net_count)
             -- The id range keeps the planner from walking the log's key
             -- index from its start on every batch.
-            WHERE m.call_id = v_call AND c.id = m.id AND c.id >= v_lo AND c.id < v_hi
-            RETURNING c.*, m.net_id
+            WHERE c.id = m.id AND c.id >= v_lo AND c.id < v_hi
+            RETURNING c.*, m.net_id AS to_net_id, m.net_from AS to_net_from, m.net_count AS to_net_count
+        ), archived AS (
+            INSERT INTO simtrail.archive (id, tenant_id, table_name, operation, row_pk, old_pk, old_data,
+                                          new_data, xact_id, changed_at, moved, actor, rewind_id, net_id)
+            SELECT g.id, g.tenant_id, g.table_name, g.operation, g.row_pk, g.old_pk, g.old_data,
+                   g.new_data, g.xact_id, g.changed_at, g.moved, x.actor, x.rewind_id, g.to_net_id
+            FROM gone AS g LEFT JOIN simtrail.compact_segments AS x
+              ON x.call_id = v_call AND x.tenant_id = g.tenant_id AND x.xact_id = g.xact_id
+        ), net AS (
+            -- Each net change from its last original (l) and its first (f).
+            SELECT l.to_net_id AS net_id, l.to_net_from AS net_from, l.to_net_count AS net_count,
+                   l.tenant_id, l.table_name, l.row_pk, l.xact_id, l.changed_at,
+                   CASE WHEN f.operation <> 'INSERT' AND f.moved IS DISTINCT FROM 'in'
+                        THEN f.old_data END AS before_img,
+                   CASE WHEN l.moved IS NOT DISTINCT FROM 'out' THEN NULL ELSE l.new_data END AS after_img
+            FROM gone AS l JOIN gone AS f ON f.id = l.to_net_from
+            WHERE l.id = l.to_net_id AND f.id = f.to_net_from
         )
-        INSERT INTO simtrail.archive (id, tenant_id, table_name, operation, row_pk, old_pk, old_data,
-                                      new_data, xact_id, changed_at, moved, actor, rewind_id, net_id)
-        SELECT g.id, g.tenant_id, g.table_name, g.operation, g.row_pk, g.old_pk, g.old_data,
-               g.new_data, g.xact_id, g.changed_at, g.moved, x.actor, x.rewind_id, g.net_id
-        FROM gone AS g LEFT JOIN simtrail.compact_segments AS x
-          ON x.call_id = v_call AND x.tenant_id = g.tenant_id AND x.xact_id = g.xact_id;
-
         INSERT INTO simtrail.changes (id, tenant_id, table_name, operation, row_pk, old_data, new_data,
                                       xact_id, changed_at, net_from, net_count)
-        SELECT n.id, n.tenant_id, n.table_name,
+        SELECT n.net_id, n.tenant_id, n.table_name,
                CASE WHEN n.before_img IS NULL AND n.after_img IS NOT NULL THEN 'INSERT'
                     WHEN n.before_img IS NOT NULL AND n.after_img IS NOT NULL THEN 'UPDATE'
                     -- Also a row that came and went: kept so that a rewind
                     -- still notices it if it has come back unlogged.
                     ELSE 'DELETE' END,
                n.row_pk, n.before_img, n.after_img, n.xact_id, n.changed_at, n.net_from, n.net_count
-        FROM simtrail.compact_folded AS n WHERE n.call_id = v_call;
+        FROM net AS n;
+        GET DIAGNOSTICS v_net = ROW_COUNT;
     ELSE
         v_net := 0;
     END IF;
@@ -303,8 +332,6 @@ BEGIN
     UPDATE simtrail.daemon_state SET compacted_below = v_hi, last_compacted_at = pg_catalog.now();
     DELETE FROM simtrail.compact_cuts AS k WHERE k.call_id = v_call;
     DELETE FROM simtrail.compact_segments AS k WHERE k.call_id = v_call;
-    DELETE FROM simtrail.compact_members AS k WHERE k.call_id = v_call;
-    DELETE FROM simtrail.compact_folded AS k WHERE k.call_id = v_call;
     RETURN pg_catalog.jsonb_build_object(
         'done', v_hi >= v_frontier.scan_from, 'scanned', v_scanned, 'archived', v_archived,
         'net', v_net, 'from_id', v_lo, 'to_id', v_hi, 'frontier_at', v_frontier.at);
@@ -371,6 +398,59 @@ BEGIN
     RETURN pg_catalog.jsonb_build_object(
         'horizon', v_horizon, 'dropped_partitions', v_dropped, 'log_rows_deleted', v_log,
         'ticks_deleted', v_ticks, 'marks_deleted', v_marks);
+END
+$$;
+
+-- The daemon's upkeep (daemon/upkeep.py) packs the log after compaction:
+-- plain VACUUM makes the removed rows' space reusable but returns only empty
+-- pages at the table's end, and compaction leaves rows all over the table.
+-- How many pages the log's rows would fill, packed, and how many it has.
+CREATE OR REPLACE FUNCTION simtrail.log_pages()
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'pages', pg_catalog.pg_relation_size('simtrail.changes') / 8192,
+        -- A heap tuple's header and line pointer come on top of its data.
+        'packed_pages', coalesce((SELECT pg_catalog.ceil(pg_catalog.sum(pg_catalog.pg_column_size(c.*) + 32)
+                                                        / 8192.0)::bigint
+                                  FROM simtrail.changes AS c), 0))
+$$;
+
+-- Rewrite the log rows stored on heap pages [p_from_page, p_to_page), the
+-- same rows with the same ids: a row written anew goes to free space that a
+-- VACUUM recorded, at the front of the table, so the next VACUUM can cut the
+-- emptied pages off its end. Rows of transactions still running are not
+-- visible here and stay. Under the compaction lock, as compaction: a rewind
+-- never reads the log while rows are moving. Returns how many rows moved and
+-- the highest page one of them landed on.
+CREATE OR REPLACE FUNCTION simtrail.relocate_log_rows(p_from_page bigint, p_to_page bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    v_moved bigint;
+    v_landed bigint;
+BEGIN
+    IF p_from_page IS NULL OR p_to_page IS NULL OR p_from_page < 0 OR p_to_page <= p_from_page THEN
+        RAISE EXCEPTION 'relocate_log_rows needs a page range, got [%, %)', p_from_page, p_to_page
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM simtrail.take_lock('compaction');
+    -- Each row is deleted before it is written again (the INSERT reads what
+    -- the DELETE returns), and the key's uniqueness check passes over rows
+    -- this transaction deleted. SELECT * keeps every column, whatever the
+    -- log's version.
+    WITH gone AS (
+        DELETE FROM simtrail.changes AS c
+        WHERE c.ctid >= pg_catalog.format('(%s,0)', p_from_page)::tid
+          AND c.ctid < pg_catalog.format('(%s,0)', p_to_page)::tid
+        RETURNING c.*
+    ), back AS (
+        INSERT INTO simtrail.changes SELECT g.* FROM gone AS g RETURNING ctid
+    )
+    SELECT pg_catalog.count(*), pg_catalog.max((b.ctid::text::point)[0])::bigint
+      INTO v_moved, v_landed FROM back AS b;
+    RETURN pg_catalog.jsonb_build_object('moved', v_moved, 'landed_max_page', v_landed);
 END
 $$;
 
