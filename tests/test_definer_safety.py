@@ -207,8 +207,6 @@ def test_no_simtrail_function_names_pg_temp(installed_db: Database) -> None:
     )
     assert sorted(t["relname"] for t in tables) == [
         "compact_cuts",
-        "compact_folded",
-        "compact_members",
         "compact_segments",
         "rewind_keys",
         "rewind_net",
