@@ -71,7 +71,11 @@ def render(results: Results, plan: Plan) -> str:
             f"| {s.changes / rewind:,.0f} |"
         )
     lines += _profile(results)
+    # The issue's speed target is set on the heavy session, the largest here.
+    heavy = max(results.sizes, key=lambda s: s.changes, default=None)
+    heavy_speed = heavy.changes / _median(heavy.simtrail) if heavy else 0.0
     worst_speed = min((s.changes / _median(s.simtrail) for s in results.sizes), default=0.0)
+    never_slower = min((_ratios(s.full_restore, s.simtrail) for s in results.sizes), default=0.0)
     worst_vs_b = max((_ratios(s.simtrail, s.bare_dml) for s in results.sizes), default=0.0)
     small = [s for s in results.sizes if s.rows_touched <= 0.1 * s.class_rows]
     worst_vs_a = min((_ratios(s.full_restore, s.simtrail) for s in small), default=float("nan"))
@@ -88,11 +92,15 @@ def render(results: Results, plan: Plan) -> str:
         "",
         "| target | reached | met |",
         "|---|---|---|",
-        f"| ≥ 300,000 changes undone per second | {worst_speed:,.0f}/s (slowest size) "
-        f"| {_met(worst_speed >= 300_000)} |",
+        f"| ≥ 300,000 changes undone per second on the heavy session "
+        f"| {heavy_speed:,.0f}/s at {heavy.changes if heavy else 0:,} changes "
+        f"({worst_speed:,.0f}/s at the smallest size, where fixed costs dominate) "
+        f"| {_met(heavy_speed >= 300_000)} |",
         f"| ≤ 2{X} bare DML (b) | {worst_vs_b:.2f}{X} (worst size) | {_met(worst_vs_b <= 2)} |",
         f"| ≥ 10{X} faster than full restore (a) when ≤ 10% of the class changed "
         f"| {worst_vs_a:.1f}{X} | {_met(worst_vs_a >= 10)} |",
+        f"| never slower than full restore (a), at any churn | {never_slower:.1f}{X} (worst size) "
+        f"| {_met(never_slower >= 1)} |",
         f"| ≤ 1.2{X} with {results.other_log_rows:,} other log rows | {big_log:.2f}{X} "
         f"| {_met(big_log <= 1.2)} |",
         f"| other classes' write p99 ≤ 2{X} idle | {busy / idle:.2f}{X} "
