@@ -72,7 +72,7 @@ USER_CAPTURED = Method("user_captured", capture=True, replica=False)
 # As the user's function is written, at the user's class size only: it is
 # there to tie this reproduction to the time the user reported.
 USER_AS_WRITTEN = Method(
-    "user_as_written", capture=False, replica=False, as_written=True, max_rows=2_500
+    "user_as_written", capture=False, replica=False, as_written=True, max_rows=3_000
 )
 USERS = (USER, USER_CAPTURED, USER_AS_WRITTEN)
 # The table's own triggers all fire: foreign-key checks, the app's triggers, capture.
