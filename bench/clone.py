@@ -221,10 +221,16 @@ def run_once(
             done = conn.execute(q("clone"), {"source": p.template, "target": target}).fetchone()
             report = done["report"] if done else None
         elif method in USERS:
-            done = conn.execute(
-                q("restore"), {"target": target, "as_written": method.as_written}
-            ).fetchone()
-            report = done["report"] if done else None
+            try:
+                # A savepoint: the user's restore can fail outright (a drawn
+                # wristband taken by another class), and that is measured.
+                with conn.transaction():
+                    done = conn.execute(
+                        q("restore"), {"target": target, "as_written": method.as_written}
+                    ).fetchone()
+                report = done["report"] if done else None
+            except psycopg.errors.UniqueViolation as exc:
+                report = {"failed": [f"aborted: {str(exc).splitlines()[0]}"]}
         else:
             conn.execute(batch)
         seconds = time.perf_counter() - started

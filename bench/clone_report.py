@@ -166,9 +166,9 @@ def _results(results: list[SizeResult], plan: Plan) -> list[str]:
     limited = sorted({k for r in results for k in r.limited}, key=keys.index)
     notes += [f"- {LABELS[k]}: run at the user's class size only." for k in limited]
     notes += [
-        f"- {LABELS[k]} at {r.total:,} rows: {len(v)} run(s) reported success but"
-        f" {v[0]}. Its time is shown as measured; a correct copy of this size it did"
-        " not make."
+        f"- {LABELS[k]} at {r.total:,} rows: {len(v)} run(s) made no correct copy;"
+        f" the first {v[0]}. Its time is shown as measured, for a copy it did not"
+        " complete."
         for r in results
         for k, v in r.shortfalls.items()
     ]
