@@ -192,6 +192,8 @@ DECLARE
     v_gen text[];
     v_pk text;
     v_expr text;
+    v_round integer;
+    v_redrawn bigint;
 BEGIN
     FOR t IN SELECT c.table_name, c.relid, c.pk_columns
              FROM simtrail.captured_tables AS c
@@ -228,6 +230,24 @@ BEGIN
         EXECUTE pg_catalog.format('CREATE TABLE bench_clone.%I AS SELECT %s FROM %s AS s',
                                   'keys_' || v_i, v_cols,
                                   simtrail.tenant_rows_sql(t.table_name, p_from, false));
+        -- A drawn value of a unique column may already be taken (a wristband
+        -- of another class) or drawn twice: drawn again until free, as the
+        -- clone does, so that the floor's statement cannot fail on it.
+        FOR v_pk, v_expr IN SELECT r.column_name, r.expression FROM simtrail.copy_rules AS r
+                            WHERE r.table_name = t.table_name AND r.rule = 'sql'
+                              AND r.column_name = ANY (simtrail.unique_columns(t.relid))
+        LOOP
+            FOR v_round IN 1 .. 20 LOOP
+                EXECUTE pg_catalog.format(
+                    'UPDATE bench_clone.%1$I AS k SET %2$I = (%3$s)'
+                    ' WHERE EXISTS (SELECT 1 FROM %4$s AS t WHERE t.%5$I = k.%2$I)'
+                    '    OR EXISTS (SELECT 1 FROM bench_clone.%1$I AS d'
+                    '               WHERE d.%2$I = k.%2$I AND d.ctid <> k.ctid)',
+                    'keys_' || v_i, 'n_' || v_pk, v_expr, t.relid::regclass, v_pk);
+                GET DIAGNOSTICS v_redrawn = ROW_COUNT;
+                EXIT WHEN v_redrawn = 0;
+            END LOOP;
+        END LOOP;
         EXECUTE pg_catalog.format('ANALYZE bench_clone.%I', 'keys_' || v_i);
         n := v_i;
         table_name := t.table_name;
