@@ -15,6 +15,7 @@ captures its own changes (they are history).
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 import threading
@@ -68,8 +69,23 @@ class Results:
     empty_log: list[float] = field(default_factory=list)
     big_log: list[float] = field(default_factory=list)
     other_log_rows: int = 0
+    # The log read's plan, before and after the other class's rows.
+    read_before: ReadProfile | None = None
+    read_after: ReadProfile | None = None
     idle_latencies_ms: list[float] = field(default_factory=list)
     busy_latencies_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadProfile:
+    """How rewind_stage read the log once: its statement's time and buffers,
+    and the scan it chose for this class's changes."""
+
+    ms: float
+    scan: str  # e.g. "Seq Scan", "Bitmap Heap Scan"
+    scan_ms: float
+    hit: int  # shared buffers found in PostgreSQL's cache
+    read: int  # shared buffers read from the OS
 
 
 @dataclass(frozen=True)
@@ -362,11 +378,64 @@ def measure_big_log(p: Prepared, plan: Plan, results: Results) -> None:
         conn.execute("SET statement_timeout = 0")
         time_simtrail(conn, p)
         results.empty_log = [time_simtrail(conn, p) for _ in range(plan.repeats)]
+        results.read_before = read_profile(conn, p)
         conn.execute(q("other_log"), {"rows": plan.other_log_rows})
         conn.execute(q("analyze_log"))
+        conn.execute(q("checkpoint"))
         time_simtrail(conn, p)
         results.big_log = [time_simtrail(conn, p) for _ in range(plan.repeats)]
+        results.read_after = read_profile(conn, p)
         results.other_log_rows = plan.other_log_rows
+
+
+def read_profile(conn: Conn, p: Prepared) -> ReadProfile | None:
+    """The plan of rewind_stage's log read, from auto_explain; None when the
+    role may not load it."""
+    notices: list[str] = []
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(q("read_profile_on"))
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+
+    def keep(d: psycopg.errors.Diagnostic) -> None:
+        notices.append(d.message_primary or "")
+
+    conn.add_notice_handler(keep)
+    try:
+        with rolled_back(conn, bare=False, tabs=p.tables):
+            conn.execute(q("read_profile_on"))
+            conn.execute(q("stage"), {"tenant": p.tenant}).fetchone()
+    finally:
+        conn.remove_notice_handler(keep)
+    for notice in notices:
+        head, _, body = notice.partition("plan:")
+        if "simtrail.rewind_keys" not in body:
+            continue
+        top = json.loads(body)["Plan"]
+        scan = _log_scan(top)
+        if scan is None:
+            continue
+        return ReadProfile(
+            ms=float(head.split()[1]),
+            scan=str(scan["Node Type"]),
+            scan_ms=float(scan["Actual Total Time"]),
+            hit=int(top.get("Shared Hit Blocks", 0)),
+            read=int(top.get("Shared Read Blocks", 0)),
+        )
+    return None
+
+
+def _log_scan(node: dict[str, Any]) -> dict[str, Any] | None:
+    """The first scan of simtrail.changes under the Append of the event read."""
+    if node.get("Node Type") == "Append":
+        first = node.get("Plans", [{}])[0]
+        return first if first.get("Relation Name") == "changes" else None
+    for child in node.get("Plans", []):
+        found = _log_scan(child)
+        if found is not None:
+            return found
+    return None
 
 
 def measure_latency(p: Prepared, plan: Plan, results: Results) -> None:

@@ -4,13 +4,45 @@ from __future__ import annotations
 
 from bench.report import median as _median
 from bench.report import paired_ratio as _ratios
-from bench.rewind import PHASES, Plan, Results, p99
+from bench.rewind import PHASES, Plan, ReadProfile, Results, p99
 
 X = "\u00d7"
 
 
 def _met(ok: bool) -> str:
     return "yes" if ok else "**no**"
+
+
+def _read_profiles(results: Results) -> list[str]:
+    """The log read's plan before and after the other class's rows: why a
+    bigger log costs the rewind anything."""
+    before, after = results.read_before, results.read_after
+    if before is None or after is None:
+        return []
+
+    def said(r: ReadProfile) -> str:
+        return (
+            f"{r.scan} of the log {r.scan_ms:.0f} ms of a {r.ms:.0f} ms statement, "
+            f"{r.hit:,} buffers found in shared buffers and {r.read:,} read from the OS"
+        )
+
+    why = ""
+    if before.scan == "Seq Scan" and after.scan != before.scan:
+        why = (
+            " While this class's changes were most of the log the planner read it whole; "
+            "among the other class's rows it goes through the (tenant, id) index instead."
+        )
+    if after.read > before.read:
+        why += (
+            f" The {results.other_log_rows:,} rows written in between pushed "
+            f"{after.read - before.read:,} more of the pages it reads out of shared buffers."
+        )
+    return [
+        "",
+        f"The rewind's log read (`rewind_stage`, from `auto_explain`): before, {said(before)}; "
+        f"after, {said(after)}.{why}",
+        "",
+    ]
 
 
 def _profile(results: Results) -> list[str]:
@@ -85,7 +117,9 @@ def render(results: Results, plan: Plan) -> str:
         "",
         f"With {results.other_log_rows:,} log rows of another class added, the largest "
         f"rewind took {_median(results.big_log):.3f} s against {_median(results.empty_log):.3f} s "
-        f"before ({big_log:.2f}{X}).",
+        f"before ({big_log:.2f}{X}; a CHECKPOINT after the insert, so the rewinds do not "
+        f"flush its pages).",
+        *_read_profiles(results),
         f"Another class's single-row inserts (2 clients): p99 {idle:.1f} ms idle, "
         f"{busy:.1f} ms while rewinds ran back to back ({busy / idle:.2f}{X}; "
         f"{len(results.idle_latencies_ms):,} and {len(results.busy_latencies_ms):,} samples).",

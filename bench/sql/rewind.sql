@@ -65,3 +65,19 @@ INSERT INTO public.patient_vitals (tenant_id, patient_id, heart_rate) VALUES (%s
 
 -- name: a_patient
 SELECT id FROM public.patients WHERE tenant_id = %(tenant)s LIMIT 1
+
+-- name: read_profile_on
+-- The plan of the rewind's log read, with buffer counts, sent back as a
+-- NOTICE (superuser settings; no profile when refused).
+LOAD 'auto_explain';
+SET LOCAL auto_explain.log_min_duration = 0;
+SET LOCAL auto_explain.log_analyze = on;
+SET LOCAL auto_explain.log_buffers = on;
+SET LOCAL auto_explain.log_nested_statements = on;
+SET LOCAL auto_explain.log_format = json;
+SET LOCAL auto_explain.log_level = notice
+
+-- name: checkpoint
+-- Writes out what the bulk insert left dirty, so the rewinds timed after it
+-- do not pay for flushing another class's pages.
+CHECKPOINT
