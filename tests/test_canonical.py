@@ -52,7 +52,8 @@ values = st.recursive(
 def _input_text(value: Any) -> str:
     """JSON as a client might send it: keys unsorted, numbers with exponents."""
     if isinstance(value, dict):
-        return "{" + ",".join(f"{canonical.jsonb_text(k)}:{_input_text(v)}" for k, v in value.items()) + "}"
+        pairs = (f"{canonical.jsonb_text(k)}:{_input_text(v)}" for k, v in value.items())
+        return "{" + ",".join(pairs) + "}"
     if isinstance(value, list):
         return "[" + ",".join(_input_text(v) for v in value) + "]"
     if isinstance(value, Decimal):
