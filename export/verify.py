@@ -1,0 +1,268 @@
+"""`simtrail verify DIR`: check an export on a machine with no database.
+
+Nothing here imports psycopg or the database side: an auditor runs it on the
+files alone. It stops at the first problem and names its file, line and seq.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from simtrail import canonical
+from simtrail.export import fileformat as ff
+
+
+class Problem(Exception):
+    """The first thing wrong with an export."""
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None,
+        seq: int | None = None, tenant_id: str | None = None, change_id: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.where = {
+            "file": file, "line": line, "seq": seq, "tenant_id": tenant_id,
+            "change_id": change_id,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"message": str(self), **{k: v for k, v in self.where.items() if v is not None}}
+
+    def line_text(self) -> str:
+        w = self.where
+        place = ":".join(str(x) for x in (w["file"], w["line"]) if x is not None)
+        chain = "" if w["seq"] is None else f" (tenant {w['tenant_id']!r} seq {w['seq']})"
+        return f"{place}: {self}{chain}" if place else f"{self}{chain}"
+
+
+@dataclass
+class _Chain:
+    first_seq: int
+    last_seq: int
+    anchor: bytes
+    head: bytes
+    next_seq: int = 0
+    prev: bytes = b""
+    lines: int = 0
+    stubs: int = 0
+
+    def __post_init__(self) -> None:
+        self.next_seq, self.prev = self.first_seq, self.anchor
+
+
+@dataclass
+class Report:
+    directory: str
+    lines: int = 0
+    stubs: int = 0
+    chains: int = 0
+    signature: str = "absent"
+    after: str | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verified": True, "directory": self.directory, "lines": self.lines,
+                "stubs": self.stubs, "chains": self.chains, "signature": self.signature,
+                "after": self.after}
+
+
+def load_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / ff.MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Problem("no manifest.json", file=ff.MANIFEST) from None
+    except ValueError as exc:
+        raise Problem(f"manifest.json is not JSON: {exc}", file=ff.MANIFEST) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != ff.FORMAT:
+        raise Problem("manifest.json is not a simtrail export manifest", file=ff.MANIFEST)
+    if manifest.get("version") != ff.FORMAT_VERSION:
+        raise Problem(f"manifest version {manifest.get('version')!r} is not "
+                      f"{ff.FORMAT_VERSION}", file=ff.MANIFEST)
+    return manifest
+
+
+def check_record(manifest: dict[str, Any], public_key: bytes | None) -> str:
+    """The export record names this manifest's hash; its signature, when asked, is valid."""
+    record = manifest.get("record")
+    if not isinstance(record, dict):
+        raise Problem("manifest.json has no export record", file=ff.MANIFEST)
+    try:
+        body_text = str(record["body"])
+        body = canonical.loads(body_text)
+        prev, stated = bytes.fromhex(record["prev_hash"]), bytes.fromhex(record["hash"])
+    except (KeyError, ValueError, TypeError):
+        raise Problem("the export record is malformed", file=ff.MANIFEST) from None
+    if canonical.link(prev, body_text) != stated:
+        raise Problem("the export record's hash does not match its body", file=ff.MANIFEST)
+    if body.get("kind") != "export" or body.get("manifest_sha256") != ff.core_sha256(manifest):
+        raise Problem("the manifest was changed after its export record was written",
+                      file=ff.MANIFEST)
+    heads = [{"tenant_id": c["tenant_id"], "seq": c["last_seq"], "hash": c["head"]}
+             for c in manifest["chains"]]
+    if body.get("heads") != heads:
+        raise Problem("the export record's heads are not the manifest's", file=ff.MANIFEST)
+    signature = manifest.get("signature")
+    if public_key is None:
+        return "not checked" if signature else "absent"
+    if not isinstance(signature, dict):
+        raise Problem("the export is not signed", file=ff.MANIFEST)
+    try:
+        key = serialization.load_pem_public_key(public_key)
+    except ValueError:
+        raise Problem("the public key file is not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise Problem("the public key is not an Ed25519 key")
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if signature.get("key_id") != hashlib.sha256(raw).hexdigest()[:16]:
+        raise Problem("the export was signed with another key", file=ff.MANIFEST)
+    try:
+        key.verify(bytes.fromhex(str(signature.get("value"))), stated)
+    except (InvalidSignature, ValueError):
+        raise Problem("bad signature on the export record", file=ff.MANIFEST) from None
+    return "valid"
+
+
+def _lines(directory: Path, name: str) -> Iterator[tuple[int, Any]]:
+    path = directory / name
+    if not path.is_file():
+        raise Problem(f"{name} is missing", file=name)
+    reader = ff.read_csv if name == ff.CSV else ff.read_jsonl
+    try:
+        yield from reader(path)
+    except ff.BadLine as exc:
+        raise Problem(str(exc), file=name) from None
+
+
+def verify(directory: Path, *, after: Path | None = None,
+           public_key: bytes | None = None) -> Report:
+    manifest = load_manifest(directory)
+    report = Report(str(directory))
+    try:
+        chains = {c["tenant_id"]: _Chain(int(c["first_seq"]), int(c["last_seq"]),
+                                         bytes.fromhex(c["anchor"]), bytes.fromhex(c["head"]))
+                  for c in manifest["chains"]}
+        data_file = manifest["data_file"]
+    except (KeyError, ValueError, TypeError):
+        raise Problem("manifest.json lists no valid chains", file=ff.MANIFEST) from None
+    if data_file not in (ff.JSONL, ff.CSV):
+        raise Problem(f"unknown data file {data_file!r}", file=ff.MANIFEST)
+    counts: Counter[tuple[str, str]] = Counter()
+    for number, obj in _lines(directory, data_file):
+        try:
+            parsed = ff.parse_obj(obj)
+        except (ff.BadLine, ValueError) as exc:
+            raise Problem(f"not a change line: {exc}", file=data_file, line=number) from None
+        seq, tenant = (parsed.seq, parsed.tenant_id) if isinstance(parsed, ff.Change) else (
+            parsed[0], parsed[1])
+        where = {"file": data_file, "line": number, "seq": seq, "tenant_id": tenant}
+        chain = chains.get(tenant)
+        if chain is None:
+            raise Problem("a line of a tenant the manifest does not list", **where)
+        if seq != chain.next_seq:
+            what = "a line is missing before it" if seq > chain.next_seq else (
+                "a line inserted, repeated or out of order")
+            raise Problem(f"expected seq {chain.next_seq}: {what}", **where)
+        if isinstance(parsed, ff.Change):
+            try:
+                got = canonical.link(chain.prev, parsed.canon())
+            except (KeyError, ValueError, TypeError) as exc:
+                raise Problem(f"a shown column has no salt or a bad one ({exc})",
+                              change_id=parsed.change_id, **where) from None
+            if got.hex() != parsed.hash:
+                raise Problem("the line does not hash to its chain's next hash: an edited"
+                              " value, or an edited line before it", change_id=parsed.change_id,
+                              **where)
+            counts[(parsed.table_name, parsed.operation)] += 1
+            chain.prev = got
+        else:
+            chain.prev = bytes.fromhex(parsed[2])
+            chain.stubs += 1
+            report.stubs += 1
+        chain.lines += 1
+        chain.next_seq += 1
+        report.lines += 1
+    for tenant, chain in chains.items():
+        if chain.next_seq != chain.last_seq + 1:
+            raise Problem(f"the chain ends at seq {chain.next_seq - 1}, the manifest says"
+                          f" {chain.last_seq}: lines are missing at its end", file=data_file,
+                          tenant_id=tenant, seq=chain.next_seq)
+        if chain.prev != chain.head:
+            raise Problem("the chain's last hash is not the manifest's head", file=data_file,
+                          tenant_id=tenant, seq=chain.last_seq)
+    _check_counts(manifest, counts, report)
+    _check_files(directory, manifest)
+    report.chains = len(chains)
+    report.signature = check_record(manifest, public_key)
+    if after is not None:
+        report.after = check_after(manifest, after, public_key)
+    return report
+
+
+def _check_counts(manifest: dict[str, Any], counts: Counter[tuple[str, str]],
+                  report: Report) -> None:
+    mine: dict[str, dict[str, int]] = {}
+    for (table, op), n in sorted(counts.items()):
+        mine.setdefault(table, {})[op] = n
+    if mine != manifest.get("counts"):
+        raise Problem("the counts per table and operation are not the manifest's",
+                      file=ff.MANIFEST)
+    if manifest.get("lines") != report.lines or manifest.get("stubs") != report.stubs:
+        raise Problem(f"the manifest counts {manifest.get('lines')} lines and "
+                      f"{manifest.get('stubs')} stubs; the file has {report.lines} and"
+                      f" {report.stubs}", file=ff.MANIFEST)
+    report.counts = mine
+
+
+def _check_files(directory: Path, manifest: dict[str, Any]) -> None:
+    for listed in manifest.get("files", []):
+        name = str(listed.get("name"))
+        path = directory / name
+        if "/" in name or not path.is_file():
+            raise Problem(f"{name} is missing", file=name)
+        facts = ff.file_facts(path)
+        for key in ("sha256", "bytes", "lines"):
+            if facts[key] != listed.get(key):
+                raise Problem(f"its {key} is {facts[key]}, the manifest says"
+                              f" {listed.get(key)}", file=name)
+
+
+def check_after(manifest: dict[str, Any], previous: Path, public_key: bytes | None) -> str:
+    """This export continues the previous one's heads: no gap, no overlap."""
+    try:
+        before = load_manifest(previous)
+        check_record(before, public_key)
+    except Problem as exc:
+        raise Problem(f"the previous export {previous}: {exc.line_text()}") from None
+    link = manifest.get("filters", {}).get("after")
+    if not isinstance(link, dict) or link.get("manifest_sha256") != ff.core_sha256(before):
+        raise Problem(f"this export does not continue {previous}", file=ff.MANIFEST)
+    mine = {c["tenant_id"]: c for c in manifest["chains"]}
+    for old in before["chains"]:
+        new = mine.get(old["tenant_id"])
+        if new is None:
+            if _tenant_filtered_out(manifest, old["tenant_id"]):
+                continue
+            raise Problem("a chain of the previous export does not continue here",
+                          file=ff.MANIFEST, tenant_id=old["tenant_id"])
+        if new["first_seq"] != old["last_seq"] + 1 or new["anchor"] != old["head"]:
+            raise Problem(f"the chain starts at seq {new['first_seq']} from "
+                          f"{new['anchor'][:16]}…, the previous export ends at seq"
+                          f" {old['last_seq']} with {old['head'][:16]}…: a gap or an overlap",
+                          file=ff.MANIFEST, tenant_id=old["tenant_id"], seq=new["first_seq"])
+    return str(previous)
+
+
+def _tenant_filtered_out(manifest: dict[str, Any], tenant: str | None) -> bool:
+    tenants = manifest.get("filters", {}).get("tenants")
+    return tenants is not None and tenant not in tenants
