@@ -352,8 +352,9 @@ def _record(conn: Conn, manifest: dict[str, Any], filters: Filters,
                   for c in manifest["chains"]],
         "filters": manifest["filters"],
     }
-    conn.execute(q("lock_records"))
-    row = conn.execute(q("append_export_record"), {"body": json.dumps(body)}).fetchone()
+    added = conn.execute(q("append_export_record"), {"body": json.dumps(body)}).fetchone()
+    assert added is not None
+    row = conn.execute(q("record"), {"id": added["id"]}).fetchone()
     assert row is not None
     record = {"id": row["id"], "prev_hash": bytes(row["prev_hash"]).hex(),
               "hash": bytes(row["hash"]).hex(), "body": row["body"]}

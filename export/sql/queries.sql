@@ -68,18 +68,13 @@ WHERE (s.tenant_id = %(tenant)s OR (%(tenant)s::text IS NULL AND s.tenant_id IS 
   AND s.seq BETWEEN %(lo)s AND %(hi)s
 ORDER BY s.seq
 
--- name: lock_records
--- Every writer of the record chain takes this lock before reading its tail.
-LOCK TABLE simtrail.chain_records IN EXCLUSIVE MODE
-
 -- name: append_export_record
-INSERT INTO simtrail.chain_records (kind, body, prev_hash, hash)
-SELECT 'export', b.body, p.prev, pg_catalog.sha256(p.prev || pg_catalog.convert_to(b.body::text, 'UTF8'))
-FROM (SELECT %(body)s::jsonb AS body) AS b,
-     (SELECT coalesce((SELECT r.hash FROM simtrail.chain_records AS r ORDER BY r.id DESC LIMIT 1),
-                      pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex')) AS prev) AS p
-RETURNING id, prev_hash, hash, body::text AS body
+-- seal's append_record serialises every writer of the record chain.
+SELECT (simtrail.append_record('export', %(body)s::jsonb) ->> 'id')::bigint AS id
+
+-- name: record
+SELECT r.id, r.prev_hash, r.hash, r.body::text AS body
+FROM simtrail.chain_records AS r WHERE r.id = %(id)s
 
 -- name: sign_record
-UPDATE simtrail.chain_records SET signature = %(signature)s, key_id = %(key_id)s
-WHERE id = %(id)s
+SELECT simtrail.sign_record(%(id)s, %(signature)s, %(key_id)s) AS signed

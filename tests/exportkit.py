@@ -1,0 +1,74 @@
+"""Helpers for the export tests: seal, export and verify through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import CliResult, Database, run_cli
+
+
+def seal(db: Database) -> int:
+    """Seal everything sealable; the number of originals sealed."""
+    total = 0
+    while True:
+        row = db.sql("SELECT simtrail.seal_batch(10000) AS r")[0]["r"]
+        total += int(row.get("sealed", 0))
+        if not row.get("sealed"):
+            return total
+
+
+def export(db: Database, out: Path, *args: str) -> CliResult:
+    return run_cli("export", "--out", str(out), "--json", *args, dsn=db.dsn)
+
+
+def exported(db: Database, out: Path, *args: str) -> dict[str, Any]:
+    done = export(db, out, *args)
+    assert done.exit_code == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def verify(directory: Path, *args: str) -> CliResult:
+    # No --dsn and no PG* variables: verify must not need a server.
+    return run_cli("verify", str(directory), "--json", *args,
+                   env={"PGHOST": "/nonexistent", "PGPORT": "1"})
+
+
+def verified(directory: Path, *args: str) -> dict[str, Any]:
+    done = verify(directory, *args)
+    assert done.exit_code == 0, done.stdout + done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    assert report["verified"] is True
+    return report
+
+
+def problem(directory: Path, *args: str) -> dict[str, Any]:
+    done = verify(directory, *args)
+    assert done.exit_code == 1, done.stdout + done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    assert report["verified"] is False
+    found: dict[str, Any] = report["problem"]
+    return found
+
+
+def lines(directory: Path) -> list[str]:
+    return (directory / "changes.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def write_lines(directory: Path, new: list[str]) -> None:
+    (directory / "changes.jsonl").write_text("".join(new), encoding="utf-8")
+
+
+def manifest(directory: Path) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads((directory / "manifest.json").read_text("utf-8"))
+    return found
+
+
+def write_manifest(directory: Path, data: dict[str, Any]) -> None:
+    (directory / "manifest.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def full_lines(directory: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in lines(directory) if '"stub": true' not in x]
