@@ -13,6 +13,7 @@ from click.core import ParameterSource
 
 from simtrail import __version__, logs
 from simtrail.cli import (
+    chain_commands,
     config_refs,
     copy_commands,
     export_commands,
@@ -539,6 +540,7 @@ export_commands.register(cli)
 purge_diff_commands.register(cli)
 rpc_commands.register(cli)
 snapshot_commands.register(cli)
+chain_commands.register(cli)
 cli.add_command(daemon)
 
 

@@ -26,6 +26,8 @@ FUNCTION_FILES = (
     "sql/config.sql",
     "sql/discover.sql",
     "sql/capture.sql",
+    "sql/seal.sql",
+    "sql/verify.sql",
     "sql/daemon.sql",
     "sql/rebase.sql",
     "sql/time_targets.sql",
