@@ -10,6 +10,7 @@ import click
 
 from simtrail import signing
 from simtrail.cli.app import App
+from simtrail.cli.export_commands import verify_offline
 from simtrail.cli.options import json_option, names_database, pass_app
 from simtrail.cli.output import emit_json
 from simtrail.errors import ConfigError
@@ -82,6 +83,11 @@ def seal(app: App, sign_key: Path | None, batch: int, as_json: bool) -> None:
     "directory", required=False, type=click.Path(file_okay=False, path_type=Path)
 )
 @click.option("--db", "in_db", is_flag=True, help="Check the chains inside the database.")
+@click.option(
+    "--after",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With DIR: the export it continues; check there is no gap and no overlap.",
+)
 @click.option("--tenant", "-t", help="With --db: only this tenant's chain (and the records).")
 @click.option(
     "--public-key",
@@ -94,6 +100,7 @@ def verify(
     app: App,
     directory: Path | None,
     in_db: bool,
+    after: Path | None,
     tenant: str | None,
     public_key: Path | None,
     as_json: bool,
@@ -105,7 +112,9 @@ def verify(
     if in_db == (directory is not None):
         raise ConfigError("give an export directory or --db, not both and not neither")
     if directory is not None:
-        raise ConfigError("offline verification of an export is not in this build")
+        # Offline: no connection is opened, nothing of the database side runs.
+        verify_offline(directory, after, public_key, as_json)
+        return
     public = signing.load_public(public_key) if public_key is not None else None
     with app.connect("verify") as conn:
         report = sealing.verify_db(conn, tenant=tenant, public_key=public)

@@ -24,11 +24,11 @@ from typing import Any, TextIO
 import psycopg
 from psycopg.types.json import set_json_loads
 
-from simtrail import __version__, canonical
+from simtrail import __version__, canonical, signing
 from simtrail.db import Conn
 from simtrail.errors import SimtrailError
 from simtrail.export import fileformat as ff
-from simtrail.export import signer, summary
+from simtrail.export import summary
 from simtrail.export.verify import Problem, check_record, load_manifest
 from simtrail.sqlfile import query
 
@@ -108,7 +108,7 @@ def export(
 ) -> dict[str, Any]:
     _check_out(out)
     previous = _previous(after) if after is not None else None
-    key = signer.load_private(sign_key) if sign_key is not None else None
+    key = signing.load_signer(sign_key) if sign_key is not None else None
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -132,7 +132,8 @@ def export(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"out": str(out), "lines": manifest["lines"], "stubs": manifest["stubs"],
+    return {"out": str(out), "changes": manifest["lines"] - manifest["stubs"],
+            "stubs": manifest["stubs"],
             "chains": len(manifest["chains"]), "record_id": record["id"],
             "signed": signature is not None, "counts": manifest["counts"]}
 
@@ -248,7 +249,7 @@ def _write(conn: Conn, tmp: Path, filters: Filters, previous: dict[str, Any] | N
         "encoding": "simtrail canonical change v1 (docs/CHAIN.md)",
         "filters": {**filters.as_json(), "after": after},
         "data_file": data_file, "chains": chains, "counts": stats.counts(),
-        "lines": stats.lines, "stubs": stats.stubs, "time_range": stats.time_range(),
+        "lines": stats.lines + stats.stubs, "stubs": stats.stubs, "time_range": stats.time_range(),
         "files": [ff.file_facts(tmp / data_file), ff.file_facts(tmp / ff.SUMMARY)],
     }
 
@@ -344,7 +345,7 @@ def _change(row: dict[str, Any], tenant: str | None, secret: bytes,
 
 
 def _record(conn: Conn, manifest: dict[str, Any], filters: Filters,
-            key: signer.PrivateKey | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+            key: signing.Signer | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     body = {
         "v": 1, "kind": "export", "at": manifest["created_at"],
         "manifest_sha256": ff.core_sha256(manifest),
@@ -360,8 +361,7 @@ def _record(conn: Conn, manifest: dict[str, Any], filters: Filters,
               "hash": bytes(row["hash"]).hex(), "body": row["body"]}
     if key is None:
         return record, None
-    signature = signer.sign(key, bytes(row["hash"]))
+    signature = key.sign(bytes(row["hash"]))
     conn.execute(q("sign_record"), {"id": row["id"], "signature": signature,
-                                    "key_id": signer.key_id(key)})
-    return record, {"algorithm": "ed25519", "key_id": signer.key_id(key),
-                    "value": signature.hex()}
+                                    "key_id": key.key_id})
+    return record, {"algorithm": "ed25519", "key_id": key.key_id, "value": signature.hex()}
