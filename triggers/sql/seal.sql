@@ -312,3 +312,49 @@ BEGIN
     RETURN pg_catalog.jsonb_build_object('sealed', v_sealed, 'records', v_records);
 END
 $$;
+
+-- Retention's part (apply_retention, before it drops anything): the seals
+-- of the originals it is about to drop — archive rows in the partitions
+-- ending by p_cut, log originals older than p_horizon below p_keep_from —
+-- go, after a prune record names per chain the seq range, count and last
+-- hash of what goes. A chain then starts from that anchor.
+CREATE OR REPLACE FUNCTION simtrail.prune_seals(
+    p_horizon timestamptz, p_cut timestamptz, p_keep_from bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids bigint[];
+    v_ranges jsonb;
+    v_record jsonb;
+BEGIN
+    PERFORM FROM simtrail.seal_state AS s FOR UPDATE;
+    WITH gone AS (
+        SELECT s.change_id, s.tenant_id, s.seq, s.hash FROM simtrail.seals AS s
+        WHERE s.changed_at < p_horizon
+          AND CASE WHEN EXISTS (SELECT 1 FROM simtrail.changes AS c
+                                WHERE c.id = s.change_id AND c.net_count IS NULL)
+                   THEN s.change_id < p_keep_from
+                   ELSE s.changed_at < p_cut END
+    ), ranges AS (
+        SELECT g.tenant_id, pg_catalog.min(g.seq) AS first_seq, pg_catalog.max(g.seq) AS last_seq,
+               pg_catalog.count(*) AS n,
+               (pg_catalog.array_agg(g.hash ORDER BY g.seq DESC))[1] AS last_hash
+        FROM gone AS g GROUP BY g.tenant_id
+    )
+    SELECT (SELECT pg_catalog.array_agg(g.change_id) FROM gone AS g),
+           (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'tenant_id', r.tenant_id, 'first_seq', r.first_seq, 'last_seq', r.last_seq,
+                'count', r.n, 'last_hash', pg_catalog.encode(r.last_hash, 'hex'))
+                ORDER BY r.tenant_id COLLATE "C" NULLS FIRST) FROM ranges AS r)
+      INTO v_ids, v_ranges;
+    IF v_ids IS NULL THEN
+        RETURN pg_catalog.jsonb_build_object('seals_dropped', 0);
+    END IF;
+    v_record := simtrail.append_record('prune', pg_catalog.jsonb_build_object(
+        'v', 1, 'kind', 'prune', 'at', simtrail.chain_time(pg_catalog.clock_timestamp()),
+        'ranges', v_ranges));
+    DELETE FROM simtrail.seals AS s WHERE s.change_id = ANY (v_ids);
+    RETURN pg_catalog.jsonb_build_object('seals_dropped', pg_catalog.cardinality(v_ids),
+                                         'record_id', v_record -> 'id');
+END
+$$;
