@@ -255,7 +255,13 @@ def check_after(manifest: dict[str, Any], previous: Path, public_key: bytes | No
                 continue
             raise Problem("a chain of the previous export does not continue here",
                           file=ff.MANIFEST, tenant_id=old["tenant_id"])
-        if new["first_seq"] != old["last_seq"] + 1 or new["anchor"] != old["head"]:
+        start, anchor = old["last_seq"] + 1, old["head"]
+        pruned = new.get("pruned")
+        if isinstance(pruned, dict) and pruned.get("first_seq") == start:
+            # Retention dropped what followed the previous export before this
+            # one ran; its prune record's last hash is where the chain goes on.
+            start, anchor = int(pruned["last_seq"]) + 1, pruned.get("last_hash")
+        if new["first_seq"] != start or new["anchor"] != anchor:
             raise Problem(f"the chain starts at seq {new['first_seq']} from "
                           f"{new['anchor'][:16]}…, the previous export ends at seq"
                           f" {old['last_seq']} with {old['head'][:16]}…: a gap or an overlap",

@@ -174,7 +174,7 @@ def _plans(conn: Conn, filters: Filters, previous: dict[str, Any] | None) -> lis
         elif filters.since is not None:
             lo = b.get("since_seq") or h["seq"] + 1
         else:
-            lo = first
+            lo = 1
         hi = h["seq"] if filters.until is None else (b.get("until_seq") or 0)
         hi = max(hi, lo - 1)
         plan = Plan(t, lo, hi, b"", h["seq"], bytes(h["hash"]))

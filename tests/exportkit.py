@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from simtrail import canonical
 from tests.conftest import CliResult, Database, run_cli
 
 
@@ -14,8 +15,8 @@ def seal(db: Database) -> int:
     total = 0
     while True:
         row = db.sql("SELECT simtrail.seal_batch(10000) AS r")[0]["r"]
-        total += int(row.get("sealed", 0))
-        if not row.get("sealed"):
+        total += int(row["sealed"])
+        if row["done"]:
             return total
 
 
@@ -71,4 +72,4 @@ def write_manifest(directory: Path, data: dict[str, Any]) -> None:
 
 
 def full_lines(directory: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in lines(directory) if '"stub": true' not in x]
+    return [canonical.loads(x) for x in lines(directory) if '"stub": true' not in x]
