@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from simtrail import canonical
-from tests.conftest import Server
+from tests.conftest import Database, Server
 
 EXAMPLES = int(os.environ.get("SIMTRAIL_CANONICAL_EXAMPLES", "300"))
 SETTINGS = settings(
@@ -181,3 +181,25 @@ def test_canonical_change_and_hash_are_postgresqls(
 def test_a_float_is_refused() -> None:
     with pytest.raises(TypeError, match="Decimal"):
         canonical.jsonb_text({"a": 1.5})
+
+
+@settings(max_examples=max(EXAMPLES // 3, 10), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(old=images, new=images, actor=st.dictionaries(keys, scalars, max_size=3),
+       tenant=st.one_of(st.none(), texts), secret=st.binary(min_size=32, max_size=32))
+def test_the_seals_own_sql_encoding_is_this_one(
+    installed_db: Database, old: dict[str, Any] | None, new: dict[str, Any] | None,
+    actor: dict[str, Any], tenant: str | None, secret: bytes,
+) -> None:
+    """What simtrail.change_canon (seal.sql) hashes is what canon_text renders."""
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+    theirs = installed_db.sql(
+        "SELECT simtrail.change_canon(%s, 7, 42, %s, 'public.vitals', 'UPDATE', '{\"id\": 1}',"
+        " NULL, %s::jsonb, %s::jsonb, %s, %s::jsonb, 'in') AS t",
+        (secret, tenant, None if old is None else _input_text(old),
+         None if new is None else _input_text(new), at, _input_text(actor)))[0]["t"]
+    assert theirs == canonical.canon_text(
+        seq=7, change_id=42, tenant_id=tenant, table_name="public.vitals", operation="UPDATE",
+        row_pk={"id": 1}, old_pk=None, old_commit=canonical.commit_image(secret, 42, "old", old),
+        new_commit=canonical.commit_image(secret, 42, "new", new),
+        changed_at=canonical.utc_text(at), actor=actor, moved="in")

@@ -5,6 +5,7 @@ files and still verifies; a disclosed value checks against its commitment;
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from simtrail import canonical
 from tests import exportkit as ek
@@ -45,6 +46,10 @@ def test_a_redacted_column_leaves_no_trace_and_still_verifies(
     assert bad.exit_code == 1 and "does not match" in bad.stderr
 
 
+def _key(line: dict[str, Any]) -> tuple[str, int]:
+    return line["tenant_id"] or "", line["seq"]
+
+
 def test_incremental_exports_have_no_gap_and_no_overlap(
     seeded_db: Database, tmp_path: Path
 ) -> None:
@@ -60,9 +65,8 @@ def test_incremental_exports_have_no_gap_and_no_overlap(
     assert ek.verified(tmp_path / "3", "--after", str(tmp_path / "2"))["lines"] == 0
     parts = [canonical.loads(x) for n in "123" for x in ek.lines(tmp_path / n)]
     whole = [canonical.loads(x) for x in ek.lines(tmp_path / "all")]
-    key = lambda x: (x["tenant_id"] or "", x["seq"])  # noqa: E731
-    assert sorted(parts, key=key) == sorted(whole, key=key)
-    assert len({key(x) for x in parts}) == len(parts)
+    assert sorted(parts, key=_key) == sorted(whole, key=_key)
+    assert len({_key(x) for x in parts}) == len(parts)
 
     # Verified against the wrong previous export: the link is named broken.
     found = ek.problem(tmp_path / "3", "--after", str(tmp_path / "1"))
