@@ -59,8 +59,14 @@ class Change:
     salts: dict[str, dict[str, str]]
     redacted: dict[str, dict[str, str]]
     hash: str
+    # Filled by the writer, which has these at hand: the images' jsonb text
+    # and the commitments, so that neither is computed twice.
+    texts: dict[str, str] | None = None
+    known: dict[str, dict[str, str] | None] | None = None
 
     def commits(self, side: str) -> dict[str, str] | None:
+        if self.known is not None:
+            return self.known[side]
         image = self.old_data if side == "old" else self.new_data
         hidden = self.redacted.get(side, {})
         if image is None and not hidden:
@@ -85,7 +91,7 @@ def change_line(c: Change) -> str:
         f'{{"seq": {c.seq}, "tenant_id": {_s(c.tenant_id)}, "id": {c.change_id}',
         f'"table_name": {_s(c.table_name)}, "operation": {_s(c.operation)}',
         f'"row_pk": {_s(c.row_pk)}, "old_pk": {_s(c.old_pk)}',
-        f'"old_data": {_s(c.old_data)}, "new_data": {_s(c.new_data)}',
+        f'"old_data": {_image(c, "old")}, "new_data": {_image(c, "new")}',
         f'"changed_at": {_s(c.changed_at)}, "actor": {_s(c.actor)}, "moved": {_s(c.moved)}',
         f'"salts": {_s(c.salts)}',
     ]
@@ -93,6 +99,12 @@ def change_line(c: Change) -> str:
         parts.append(f'"redacted": {_s(c.redacted)}')
     parts.append(f'"hash": "{c.hash}"}}')
     return ", ".join(parts) + "\n"
+
+
+def _image(c: Change, side: str) -> str:
+    if c.texts is not None:
+        return c.texts[side]
+    return _s(c.old_data if side == "old" else c.new_data)
 
 
 def stub_line(seq: int, tenant_id: str | None, hash_hex: str) -> str:

@@ -283,6 +283,7 @@ def _chain(conn: Conn, plan: Plan, secret: bytes, filters: Filters,
     if plan.hi < plan.lo:
         return 0, 0
     prev, expected, lines, stubs = plan.anchor, plan.lo, 0, 0
+    salt_of = canonical.salter(secret)
     with _cursor(conn, plan) as cur:
         cur.execute(q("changes"), {"tenant": plan.tenant_id, "lo": plan.lo, "hi": plan.hi})
         for row in cur:
@@ -293,7 +294,7 @@ def _chain(conn: Conn, plan: Plan, secret: bytes, filters: Filters,
                     f"tenant {plan.tenant_id!r} seq {expected} {what}"
                     f"{' no row in the log or the archive' if row['found'] is False else ''}:"
                     " the database's chain is broken; run simtrail verify --db")
-            change = _change(row, plan.tenant_id, secret, redacted.get(row["table_name"], set()))
+            change = _change(row, plan.tenant_id, salt_of, redacted.get(row["table_name"], set()))
             got = canonical.link(prev, change.canon())
             if got != bytes(row["hash"]):
                 raise SimtrailError(
@@ -316,32 +317,42 @@ def _chain(conn: Conn, plan: Plan, secret: bytes, filters: Filters,
     return lines, stubs
 
 
-def _change(row: dict[str, Any], tenant: str | None, secret: bytes,
-            hidden: set[str]) -> ff.Change:
+def _change(row: dict[str, Any], tenant: str | None,
+            salt_of: Callable[[int, str, str], bytes], hidden: set[str]) -> ff.Change:
     salts: dict[str, dict[str, str]] = {}
     redacted: dict[str, dict[str, str]] = {}
     images: dict[str, dict[str, Any] | None] = {}
-    salt = partial(canonical.salt, secret, row["change_id"])
+    texts: dict[str, str] = {}
+    known: dict[str, dict[str, str] | None] = {}
+    salt = partial(salt_of, row["change_id"])
     for side in ("old", "new"):
         image = row[f"{side}_data"]
         if image is None:
-            images[side] = None
+            images[side], texts[side], known[side] = None, "null", None
             continue
         shown: dict[str, Any] = {}
-        for column, value in image.items():
+        parts: list[str] = []
+        commits: dict[str, str] = {}
+        for column, quoted in canonical.key_order(tuple(image)):
+            value = image[column]
+            text = canonical.jsonb_text(value)
             s = salt(side, column)
+            commits[column] = canonical.commitment_of_text(s, text)
             if column in hidden:
-                redacted.setdefault(side, {})[column] = canonical.commitment(s, value)
+                redacted.setdefault(side, {})[column] = commits[column]
             else:
                 shown[column] = value
+                parts.append(quoted + text)
                 salts.setdefault(side, {})[column] = s.hex()
-        images[side] = shown
+        images[side], known[side] = shown, commits
+        texts[side] = "{" + ", ".join(parts) + "}" if parts else "{}"
     return ff.Change(
         seq=row["seq"], tenant_id=tenant, change_id=row["change_id"],
         table_name=row["table_name"], operation=row["operation"], row_pk=row["row_pk"],
         old_pk=row["old_pk"], old_data=images["old"], new_data=images["new"],
         changed_at=canonical.utc_text(row["changed_at"]), actor=row["actor"],
-        moved=row["moved"], salts=salts, redacted=redacted, hash=bytes(row["hash"]).hex())
+        moved=row["moved"], salts=salts, redacted=redacted, hash=bytes(row["hash"]).hex(),
+        texts=texts, known=known)
 
 
 def _record(conn: Conn, manifest: dict[str, Any], filters: Filters,

@@ -203,3 +203,10 @@ def test_the_seals_own_sql_encoding_is_this_one(
         row_pk={"id": 1}, old_pk=None, old_commit=canonical.commit_image(secret, 42, "old", old),
         new_commit=canonical.commit_image(secret, 42, "new", new),
         changed_at=canonical.utc_text(at), actor=actor, moved="in")
+
+
+@given(secret=st.binary(min_size=32, max_size=32), change_id=st.integers(1, 2**62),
+       column=keys)
+def test_the_salter_is_the_salt(secret: bytes, change_id: int, column: str) -> None:
+    assert canonical.salter(secret)(change_id, "new", column) == canonical.salt(
+        secret, change_id, "new", column)
