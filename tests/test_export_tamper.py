@@ -282,3 +282,33 @@ def test_the_summary_page_is_self_contained(out: Path) -> None:
     for network in ("http://", "https://", "src=", "@import", "url("):
         assert network not in page
     assert json.loads((out / "manifest.json").read_text())["files"][1]["name"] == "summary.html"
+
+
+def test_time_and_actor_filters(sealed: Database, tmp_path: Path) -> None:
+    times = sealed.sql("SELECT min(changed_at) AS lo, max(changed_at) AS hi FROM simtrail.seals")[0]
+    middle = times["lo"] + (times["hi"] - times["lo"]) / 2
+    ek.exported(sealed, tmp_path / "t", "--since", middle.isoformat())
+    ek.verified(tmp_path / "t")
+    full = ek.full_lines(tmp_path / "t")
+    assert full and all(x["changed_at"] >= canonical.utc_text(middle) for x in full)
+    actor = sealed.sql("SELECT actor ->> 'session_user' AS who FROM simtrail.archive"
+                       " UNION SELECT actor ->> 'session_user' FROM"
+                       " simtrail.simulation_tenant_changes LIMIT 1")[0]["who"]
+    ek.exported(sealed, tmp_path / "a", "--actor", actor)
+    ek.verified(tmp_path / "a")
+    assert all(x["actor"]["session_user"] == actor for x in ek.full_lines(tmp_path / "a"))
+    ek.exported(sealed, tmp_path / "n", "--actor", "nobody@example.org")
+    report = ek.verified(tmp_path / "n")
+    assert report["stubs"] == report["lines"] > 0
+
+
+def test_people_output(out: Path) -> None:
+    done = run_cli("verify", str(out))
+    assert done.exit_code == 0 and done.stdout.startswith("verified: ")
+    lines = ek.lines(out)
+    del lines[1]
+    ek.write_lines(out, lines)
+    done = run_cli("verify", str(out))
+    assert done.exit_code == 1 and done.stdout == ""
+    assert done.stderr.startswith("simtrail: error: not verified: changes.jsonl:2: expected seq")
+    assert len(done.stderr.strip().splitlines()) == 1
