@@ -195,6 +195,22 @@ def _plans(conn: Conn, filters: Filters, previous: dict[str, Any] | None) -> lis
     return plans
 
 
+def _check_tables(conn: Conn, filters: Filters) -> None:
+    """A misspelt table would export nothing but stubs, or redact nothing: refuse it."""
+    known = {r["table_name"]: r["pk_columns"] for r in conn.execute(q("known_tables"))}
+    for table in filters.tables or []:
+        if table not in known:
+            raise SimtrailError(f"--table {table}: no such captured (or retired) table")
+    for table, columns in filters.redacted().items():
+        if table not in known:
+            raise SimtrailError(f"--redact {table}: no such captured (or retired) table")
+        keys = sorted(columns & set(known[table] or []))
+        if keys:
+            raise SimtrailError(
+                f"--redact {table}.{keys[0]}: a primary-key column is in every line's row_pk,"
+                " which the chain hashes as it is, so it cannot be redacted")
+
+
 def _anchor(conn: Conn, tenant: str | None, lo: int) -> bytes:
     if lo <= 1:
         return canonical.ZERO_HASH
@@ -216,6 +232,7 @@ def _write(conn: Conn, tmp: Path, filters: Filters, previous: dict[str, Any] | N
         raise SimtrailError("simtrail.seal_secret is empty: reinstall simtrail")
     secret = bytes(secret_row["secret"])
     ident = conn.execute(q("system_identifier")).fetchone() or {}
+    _check_tables(conn, filters)
     plans = _plans(conn, filters, previous)
     data_file = ff.CSV if filters.format == "csv" else ff.JSONL
     stats = summary.Stats()

@@ -253,6 +253,9 @@ def test_bad_input_writes_nothing(sealed: Database, tmp_path: Path) -> None:
         (["--out", str(tmp_path / "a"), "--tenant", "no-such-class"], "no-such-class"),
         (["--out", str(tmp_path / "a"), "--redact", "nodot"], "TABLE.COLUMN"),
         (["--out", str(tmp_path / "a"), "--since", "yesterday"], "refused as a time"),
+        (["--out", str(tmp_path / "a"), "--table", "patinets"], "public.patinets"),
+        (["--out", str(tmp_path / "a"), "--redact", "patients.id"], "primary-key"),
+        (["--out", str(tmp_path / "a"), "--redact", "nosuch.col"], "public.nosuch"),
         (["--out", str(tmp_path / "a"), "--after", str(tmp_path / "none")], "no such"),
         (["--out", str(tmp_path / "a"), "--sign-key", str(tmp_path / "nokey")], "nokey"),
     ]:

@@ -78,3 +78,11 @@ FROM simtrail.chain_records AS r WHERE r.id = %(id)s
 
 -- name: sign_record
 SELECT simtrail.sign_record(%(id)s, %(signature)s, %(key_id)s) AS signed
+
+-- name: known_tables
+-- Tables whose history the export may hold: captured now, or retired with
+-- their history kept; with each one's primary-key columns where known.
+SELECT t.table_name, t.pk_columns FROM simtrail.captured_tables AS t
+UNION ALL
+SELECT r.table_name, NULL::text[] FROM simtrail.retired_tables AS r
+WHERE NOT EXISTS (SELECT 1 FROM simtrail.captured_tables AS t WHERE t.table_name = r.table_name)
