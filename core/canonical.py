@@ -68,6 +68,8 @@ def jsonb_text(value: Any) -> str:
         return _string(value)
     if kind is int:
         return str(value)
+    if kind is Decimal and value.is_finite() and not value.is_zero():
+        return format(value, "f")
     if value is None:
         return "null"
     if value is True:
