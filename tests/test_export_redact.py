@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from simtrail import canonical
 from tests import exportkit as ek
 from tests.conftest import Database, run_cli
@@ -77,3 +79,32 @@ def test_incremental_exports_have_no_gap_and_no_overlap(
     ek.write_manifest(tmp_path / "2", data)
     assert "previous export" in ek.problem(tmp_path / "3", "--after", str(tmp_path / "2"))[
         "message"]
+
+
+def test_a_transaction_in_flight_is_never_skipped(seeded_db: Database, tmp_path: Path) -> None:
+    """The cursor is the seal's xmin, not ids: a change committed late (with a
+    smaller id than changes already committed) lands in the next export."""
+    db = seeded_db
+    ek.seal(db)
+    ek.exported(db, tmp_path / "1")
+    # Two patients of one class: its chain orders them by id.
+    patients = [r["id"] for r in db.sql(
+        "SELECT id::text AS id FROM public.patients WHERE tenant_id = (SELECT min(tenant_id::text)"
+        "::uuid FROM public.patients) ORDER BY id LIMIT 2")]
+    with psycopg.connect(db.dsn) as late:
+        late.execute("UPDATE public.patients SET room_number = 'late' WHERE id = %s",
+                     (patients[0],))
+        db.sql("UPDATE public.patients SET room_number = 'early' WHERE id = %s", (patients[1],))
+        ek.seal(db)
+        ek.exported(db, tmp_path / "2", "--after", str(tmp_path / "1"))
+        late.commit()
+    ek.seal(db)
+    ek.exported(db, tmp_path / "3", "--after", str(tmp_path / "2"))
+    ek.verified(tmp_path / "2", "--after", str(tmp_path / "1"))
+    ek.verified(tmp_path / "3", "--after", str(tmp_path / "2"))
+    rooms = {n: [x["new_data"].get("room_number") for x in ek.full_lines(tmp_path / n)
+                 if x["table_name"] == "public.patients"] for n in "23"}
+    # Nothing of either while the early one's elder was still running...
+    assert rooms["2"] == []
+    # ...then both, the late one first (it has the smaller id).
+    assert rooms["3"] == ["late", "early"]
