@@ -23,6 +23,7 @@ JSONL = "changes.jsonl"
 CSV = "changes.csv"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.html"
+RECORDS = "records.jsonl"
 
 # The CSV's columns; a JSON-valued cell holds its jsonb text.
 CSV_COLUMNS = [
@@ -33,8 +34,10 @@ CSV_COLUMNS = [
 _CSV_JSON = {
     "tenant_id", "row_pk", "old_pk", "old_data", "new_data", "actor", "moved", "salts", "redacted",
 }
-# Manifest keys outside the hashed core: they are made from the core's hash.
-UNHASHED = ("record", "signature")
+# Manifest keys outside the hashed core: they are made after the core's hash
+# is in the export record (records.jsonl authenticates itself: it is the
+# record chain up to the export record's prev_hash).
+UNHASHED = ("record", "signature", "records")
 
 _s = canonical.jsonb_text
 

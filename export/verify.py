@@ -204,9 +204,58 @@ def verify(directory: Path, *, after: Path | None = None,
     _check_files(directory, manifest)
     report.chains = len(chains)
     report.signature = check_record(manifest, public_key)
+    before = None
     if after is not None:
         report.after = check_after(manifest, after, public_key)
+        before = load_manifest(after)
+    check_records(directory, manifest, before)
     return report
+
+
+def check_records(directory: Path, manifest: dict[str, Any],
+                  before: dict[str, Any] | None) -> None:
+    """records.jsonl is the record chain up to the export record, and holds the
+    prune records that every `pruned` range of the manifest starts from."""
+    info = manifest.get("records")
+    if not isinstance(info, dict):
+        raise Problem("the manifest does not list records.jsonl", file=ff.MANIFEST)
+    after_id = info.get("after_id")
+    if before is not None and after_id != before["record"]["id"]:
+        raise Problem("records.jsonl does not start at the previous export's record",
+                      file=ff.RECORDS)
+    prev: str | None = before["record"]["hash"] if before is not None else (
+        canonical.ZERO_HASH.hex() if after_id == 0 else None)
+    prunes: set[tuple[Any, Any, Any]] = set()
+    count = 0
+    for number, obj in _lines(directory, ff.RECORDS):
+        try:
+            body_text, stated = str(obj["body"]), str(obj["hash"])
+            body = canonical.loads(body_text)
+            linked = canonical.link(bytes.fromhex(obj["prev_hash"]), body_text).hex()
+        except (KeyError, ValueError, TypeError):
+            raise Problem("not a chain record", file=ff.RECORDS, line=number) from None
+        if prev is not None and obj["prev_hash"] != prev:
+            raise Problem("the record chain is broken here: a record is missing or"
+                          " inserted before it", file=ff.RECORDS, line=number)
+        if linked != stated or body.get("kind") != obj.get("kind"):
+            raise Problem("the record does not hash to its hash: an edited record",
+                          file=ff.RECORDS, line=number)
+        if body.get("kind") == "prune":
+            for r in body.get("ranges", []):
+                prunes.add((r.get("tenant_id"), r.get("last_seq"), r.get("last_hash")))
+        prev, count = stated, count + 1
+    if count != info.get("count"):
+        raise Problem(f"records.jsonl has {count} records, the manifest says"
+                      f" {info.get('count')}", file=ff.RECORDS)
+    if prev is not None and prev != manifest["record"]["prev_hash"]:
+        raise Problem("records.jsonl does not end where the export record begins",
+                      file=ff.RECORDS)
+    for chain in manifest["chains"]:
+        pruned = chain.get("pruned")
+        if pruned and (chain["tenant_id"], pruned["last_seq"], pruned["last_hash"]) not in prunes:
+            raise Problem(f"no prune record names seq {pruned['last_seq']} with the hash this"
+                          " chain starts from", file=ff.RECORDS, tenant_id=chain["tenant_id"],
+                          seq=pruned["last_seq"])
 
 
 def _check_counts(manifest: dict[str, Any], counts: Counter[tuple[str, str]],

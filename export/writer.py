@@ -28,7 +28,7 @@ from simtrail import __version__, canonical, signing
 from simtrail.db import Conn
 from simtrail.errors import SimtrailError
 from simtrail.export import fileformat as ff
-from simtrail.export import summary
+from simtrail.export import records, summary
 from simtrail.export.verify import Problem, check_record, load_manifest
 from simtrail.sqlfile import query
 
@@ -120,7 +120,9 @@ def export(
             manifest = _write(conn, tmp, filters, previous, progress)
             conn.rollback()
         with connect("export record", False) as conn:
-            record, signature = _record(conn, manifest, filters, key)
+            record, signature = records.append(conn, manifest, key)
+            since = int(previous["record"]["id"]) if previous is not None else 0
+            manifest["records"] = records.between(conn, tmp, since, int(record["id"]))
             conn.commit()
         manifest["record"] = record
         manifest["signature"] = signature
@@ -370,26 +372,3 @@ def _change(row: dict[str, Any], tenant: str | None,
         changed_at=canonical.utc_text(row["changed_at"]), actor=row["actor"],
         moved=row["moved"], salts=salts, redacted=redacted, hash=bytes(row["hash"]).hex(),
         texts=texts, known=known)
-
-
-def _record(conn: Conn, manifest: dict[str, Any], filters: Filters,
-            key: signing.Signer | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    body = {
-        "v": 1, "kind": "export", "at": manifest["created_at"],
-        "manifest_sha256": ff.core_sha256(manifest),
-        "heads": [{"tenant_id": c["tenant_id"], "seq": c["last_seq"], "hash": c["head"]}
-                  for c in manifest["chains"]],
-        "filters": manifest["filters"],
-    }
-    added = conn.execute(q("append_export_record"), {"body": json.dumps(body)}).fetchone()
-    assert added is not None
-    row = conn.execute(q("record"), {"id": added["id"]}).fetchone()
-    assert row is not None
-    record = {"id": row["id"], "prev_hash": bytes(row["prev_hash"]).hex(),
-              "hash": bytes(row["hash"]).hex(), "body": row["body"]}
-    if key is None:
-        return record, None
-    signature = key.sign(bytes(row["hash"]))
-    conn.execute(q("sign_record"), {"id": row["id"], "signature": signature,
-                                    "key_id": key.key_id})
-    return record, {"algorithm": "ed25519", "key_id": key.key_id, "value": signature.hex()}

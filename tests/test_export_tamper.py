@@ -38,7 +38,10 @@ def test_an_untouched_export_verifies(sealed: Database, out: Path) -> None:
     assert report["lines"] == count and report["stubs"] == 0
     assert report["signature"] == "absent"
     assert sorted(p.name for p in out.iterdir()) == ["changes.jsonl", "manifest.json",
-                                                      "summary.html"]
+                                                      "records.jsonl", "summary.html"]
+    # The record chain so far: the seal's checkpoints, up to this export's record.
+    records = (out / "records.jsonl").read_text("utf-8").splitlines()
+    assert records and all('"kind": "checkpoint"' in r for r in records)
     # The export is itself in the record chain, naming this manifest.
     body = sealed.sql("SELECT body FROM simtrail.chain_records WHERE kind = 'export'")[0]["body"]
     assert body["manifest_sha256"] == ff.core_sha256(ek.manifest(out))
@@ -315,3 +318,18 @@ def test_people_output(out: Path) -> None:
     assert done.exit_code == 1 and done.stdout == ""
     assert done.stderr.startswith("simtrail: error: not verified: changes.jsonl:2: expected seq")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_record_removed_or_edited_is_caught(out: Path) -> None:
+    path = out / "records.jsonl"
+    records = path.read_text("utf-8").splitlines(keepends=True)
+    path.write_text("".join(records[1:]), encoding="utf-8")
+    found = ek.problem(out)
+    assert found["file"] == "records.jsonl"
+    assert ("record chain is broken" in found["message"] if len(records) > 1
+            else "records.jsonl has 0 records" in found["message"])
+    edited = json.loads(records[-1])
+    edited["body"] = edited["body"].replace('"checkpoint"', '"checkpoint", "x": 1', 1)
+    path.write_text("".join([*records[:-1], json.dumps(edited) + "\n"]), encoding="utf-8")
+    found = ek.problem(out)
+    assert found["line"] == len(records) and "edited record" in found["message"]

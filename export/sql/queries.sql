@@ -86,3 +86,13 @@ SELECT t.table_name, t.pk_columns FROM simtrail.captured_tables AS t
 UNION ALL
 SELECT r.table_name, NULL::text[] FROM simtrail.retired_tables AS r
 WHERE NOT EXISTS (SELECT 1 FROM simtrail.captured_tables AS t WHERE t.table_name = r.table_name)
+
+-- name: records_between
+-- The record chain from the previous export's record (exclusive) up to this
+-- export's (exclusive): checkpoints and prunes an auditor checks offline.
+SELECT r.id, r.kind, pg_catalog.encode(r.prev_hash, 'hex') AS prev_hash,
+       pg_catalog.encode(r.hash, 'hex') AS hash, r.body::text AS body,
+       pg_catalog.encode(r.signature, 'hex') AS signature, r.key_id
+FROM simtrail.chain_records AS r
+WHERE r.id > %(after)s AND r.id < %(id)s
+ORDER BY r.id
