@@ -159,7 +159,8 @@ BEGIN
 
     IF v_sweep AND st.sweeping IS DISTINCT FROM v_gen THEN
         st.xid_hi := v_xmin;
-        st.next_id := 0;
+        -- Every id, negative ones included (the log's ids are never below it).
+        st.next_id := -9223372036854775807 - 1;
         st.sweeping := v_gen;
     ELSIF NOT v_sweep AND st.xid_hi IS NULL THEN
         IF v_xmin <= st.xid_lo THEN

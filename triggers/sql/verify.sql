@@ -186,7 +186,13 @@ BEGIN
                 r.tenant_id, r.seq, r.change_id, NULL);
         ELSE
             v_hash := pg_catalog.sha256(v_hash || pg_catalog.convert_to(r.canon, 'UTF8'));
-            IF v_hash IS DISTINCT FROM r.sealed THEN
+            IF v_hash IS DISTINCT FROM r.sealed AND v_anchor IS NOT NULL
+               AND r.seq = (v_anchor ->> 'seq')::bigint + 1 THEN
+                v_problem := simtrail.chain_problem('anchor_mismatch',
+                    'the first change after a prune does not continue from the prune record''s'
+                    ' anchor (the prune record, or this change, was altered)',
+                    r.tenant_id, r.seq, r.change_id, (v_anchor ->> 'record_id')::bigint);
+            ELSIF v_hash IS DISTINCT FROM r.sealed THEN
                 v_problem := simtrail.chain_problem('edited',
                     'the change does not match its seal: it was edited in the log or archive'
                     ' (or the seal was)', r.tenant_id, r.seq, r.change_id, NULL);
