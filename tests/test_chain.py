@@ -272,3 +272,23 @@ def test_app_roles_cannot_read_the_secret_or_write_the_chain(sealed: Database) -
             admin.execute("ALTER TABLE public.patients OWNER TO CURRENT_USER")
             admin.execute("DROP ROLE chain_owner_role")
     assert verify(sealed)[0] == 0
+
+
+def test_change_canon_gives_the_hashes_seal_and_verify_compute(sealed: Database) -> None:
+    """seal_batch and verify_chains write the encoding out for speed;
+    simtrail.change_canon is the reference export and auditors read."""
+    rows = sealed.sql(
+        """
+        SELECT s.hash = sha256(coalesce(p.hash, simtrail.chain_zero())
+                   || convert_to(simtrail.change_canon(k.secret, s.seq, o.id, o.tenant_id,
+                          o.table_name, o.operation, o.row_pk, o.old_pk, o.old_data,
+                          o.new_data, o.changed_at, o.actor, o.moved), 'UTF8')) AS same
+        FROM simtrail.seals AS s
+        JOIN simtrail.chain_originals(NULL, true) AS o ON o.id = s.change_id
+        LEFT JOIN simtrail.seals AS p
+               ON p.tenant_id IS NOT DISTINCT FROM s.tenant_id AND p.seq = s.seq - 1
+        CROSS JOIN simtrail.seal_secret AS k
+        """
+    )
+    assert len(rows) == originals(sealed) > 0
+    assert all(r["same"] for r in rows)
