@@ -50,7 +50,7 @@ def _load_signer(path: Path | None) -> signing.Signer | None:
 )
 @click.option(
     "--batch",
-    type=click.IntRange(min=1),
+    type=int,
     default=sealing.DEFAULT_BATCH,
     show_default=True,
     help="Changes sealed per transaction.",
@@ -65,6 +65,8 @@ def seal(app: App, sign_key: Path | None, batch: int, as_json: bool) -> None:
     so a late commit never lands behind a sealed change. The daemon does this
     every cycle; this command is for running without it.
     """
+    if batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {batch}")
     signer = _load_signer(sign_key)
     with app.connect("seal") as conn:
         result = sealing.seal(conn, batch=batch, signer=signer)

@@ -143,9 +143,29 @@ BEGIN
     FOR r IN
         WITH o AS (SELECT * FROM simtrail.chain_originals(p_tenant, p_all))
         SELECT t.tenant_id, s.seq, s.change_id, s.hash AS sealed, (o.id IS NOT NULL) AS present,
-               CASE WHEN o.id IS NOT NULL THEN simtrail.change_canon(
-                   v_secret, s.seq, o.id, o.tenant_id, o.table_name, o.operation, o.row_pk,
-                   o.old_pk, o.old_data, o.new_data, o.changed_at, o.actor, o.moved) END AS canon
+               -- simtrail.change_canon written out, as in seal_batch (tests hold
+               -- all three to the same hashes).
+               CASE WHEN o.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
+                   'v', 1, 'seq', s.seq, 'id', o.id, 'tenant_id', o.tenant_id,
+                   'table_name', o.table_name, 'operation', o.operation,
+                   'row_pk', o.row_pk, 'old_pk', o.old_pk,
+                   'old_data', CASE WHEN o.old_data IS NOT NULL THEN coalesce(
+                   (SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
+                        pg_catalog.encode(pg_catalog.sha256(
+                            pg_catalog.substring(pg_catalog.sha256(v_secret || pg_catalog.convert_to(
+                                o.id::text || '/old/' || e.key, 'UTF8')), 1, 16)
+                            || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
+                    FROM pg_catalog.jsonb_each(o.old_data) AS e), '{}'::jsonb) END,
+                   'new_data', CASE WHEN o.new_data IS NOT NULL THEN coalesce(
+                   (SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
+                        pg_catalog.encode(pg_catalog.sha256(
+                            pg_catalog.substring(pg_catalog.sha256(v_secret || pg_catalog.convert_to(
+                                o.id::text || '/new/' || e.key, 'UTF8')), 1, 16)
+                            || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
+                    FROM pg_catalog.jsonb_each(o.new_data) AS e), '{}'::jsonb) END,
+                   'changed_at', pg_catalog.to_char(o.changed_at AT TIME ZONE 'UTC',
+                                                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   'actor', o.actor, 'moved', o.moved)::text END AS canon
         FROM (SELECT h.tenant_id FROM simtrail.chain_heads AS h
               UNION SELECT s.tenant_id FROM simtrail.seals AS s) AS t
         -- A key that makes the tenantless chain one value, so the join can hash.
@@ -186,7 +206,13 @@ BEGIN
                 r.tenant_id, r.seq, r.change_id, NULL);
         ELSE
             v_hash := pg_catalog.sha256(v_hash || pg_catalog.convert_to(r.canon, 'UTF8'));
-            IF v_hash IS DISTINCT FROM r.sealed THEN
+            IF v_hash IS DISTINCT FROM r.sealed AND v_anchor IS NOT NULL
+               AND r.seq = (v_anchor ->> 'seq')::bigint + 1 THEN
+                v_problem := simtrail.chain_problem('anchor_mismatch',
+                    'the first change after a prune does not continue from the prune record''s'
+                    ' anchor (the prune record, or this change, was altered)',
+                    r.tenant_id, r.seq, r.change_id, (v_anchor ->> 'record_id')::bigint);
+            ELSIF v_hash IS DISTINCT FROM r.sealed THEN
                 v_problem := simtrail.chain_problem('edited',
                     'the change does not match its seal: it was edited in the log or archive'
                     ' (or the seal was)', r.tenant_id, r.seq, r.change_id, NULL);

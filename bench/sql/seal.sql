@@ -1,0 +1,53 @@
+-- The seal benchmark's SQL (bench/seal.py), by name.
+
+-- name: history
+-- N original changes as capture writes them, spread over 50 tenants, in
+-- transactions of 1,000 (the xids are this statement's own, for speed: one
+-- transaction row carries the actor). Images have eight columns of mixed
+-- types, like a charted vital sign.
+WITH x AS (
+    INSERT INTO simtrail.transactions (xact_id, first_change_id, started_at, actor)
+    SELECT pg_catalog.pg_current_xact_id(), pg_catalog.nextval('simtrail.change_id_seq'),
+           pg_catalog.now(), '{"sub": "bench", "role": "authenticated", "app": "simtrail bench"}'
+    RETURNING xact_id
+)
+INSERT INTO simtrail.changes (tenant_id, table_name, operation, row_pk, old_data, new_data,
+                              xact_id, changed_at)
+SELECT 'tenant-' || (g %% 50), 'public.vital_signs',
+       CASE WHEN g %% 3 = 0 THEN 'INSERT' ELSE 'UPDATE' END,
+       pg_catalog.jsonb_build_object('id', g / 3),
+       CASE WHEN g %% 3 <> 0 THEN pg_catalog.jsonb_build_object(
+           'id', g / 3, 'patient_id', 'p' || (g %% 400), 'pulse', 60 + g %% 40,
+           'bp', (110 + g %% 30) || '/' || (70 + g %% 20), 'temp', 36.5 + (g %% 10) / 10.0,
+           'note', 'checked ' || g, 'taken_at', '2026-12-01T10:00:00+00:00', 'flag', g %% 7 = 0) END,
+       pg_catalog.jsonb_build_object(
+           'id', g / 3, 'patient_id', 'p' || (g %% 400), 'pulse', 61 + g %% 40,
+           'bp', (111 + g %% 30) || '/' || (71 + g %% 20), 'temp', 36.6 + (g %% 10) / 10.0,
+           'note', 'rechecked ' || g, 'taken_at', '2026-12-01T10:05:00+00:00', 'flag', g %% 5 = 0),
+       (SELECT x.xact_id FROM x), pg_catalog.clock_timestamp()
+FROM pg_catalog.generate_series(1, %(n)s) AS g
+
+-- name: seal_batch
+SELECT simtrail.seal_batch(%(limit)s) AS result
+
+-- name: canon_only
+-- The encoding alone, over every original: how much of a seal it is.
+SELECT pg_catalog.count(simtrail.change_canon(k.secret, 1, c.id, c.tenant_id, c.table_name,
+           c.operation, c.row_pk, c.old_pk, c.old_data, c.new_data, c.changed_at, NULL, c.moved))
+FROM simtrail.changes AS c, simtrail.seal_secret AS k
+
+-- name: hash_only
+-- One sha256 per change over text of the canonical encoding's size.
+SELECT pg_catalog.count(pg_catalog.sha256(pg_catalog.convert_to(c.new_data::text || c.row_pk::text
+           || pg_catalog.repeat('x', 600), 'UTF8')))
+FROM simtrail.changes AS c
+
+-- name: verify
+SELECT simtrail.verify_chains(NULL, true) AS result
+
+-- name: reset
+DELETE FROM simtrail.seals;
+DELETE FROM simtrail.chain_heads;
+DELETE FROM simtrail.chain_records;
+UPDATE simtrail.seal_state SET generation = NULL, sweeping = NULL, xid_lo = '0', xid_hi = NULL,
+                               next_id = NULL
