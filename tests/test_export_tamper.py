@@ -297,6 +297,10 @@ def test_time_and_actor_filters(sealed: Database, tmp_path: Path) -> None:
     ek.verified(tmp_path / "t")
     full = ek.full_lines(tmp_path / "t")
     assert full and all(x["changed_at"] >= canonical.utc_text(middle) for x in full)
+    ek.exported(sealed, tmp_path / "u", "--until", middle.isoformat())
+    ek.verified(tmp_path / "u")
+    full = ek.full_lines(tmp_path / "u")
+    assert full and all(x["changed_at"] < canonical.utc_text(middle) for x in full)
     actor = sealed.sql("SELECT actor ->> 'session_user' AS who FROM simtrail.archive"
                        " UNION SELECT actor ->> 'session_user' FROM"
                        " simtrail.simulation_tenant_changes LIMIT 1")[0]["who"]
