@@ -109,7 +109,8 @@ def verify(
 ) -> None:
     """Check hash chains: an export DIR offline, or with --db the database's own.
 
-    Exit 0 verified; 1 at the first problem, which is named (tenant, seq, change id).
+    Exit 0 verified; 1 at the first problem, which is named: for DIR by file, line
+    and seq, with --db by tenant, seq and change id. DIR needs no database.
     """
     if in_db == (directory is not None):
         raise ConfigError("give an export directory or --db, not both and not neither")

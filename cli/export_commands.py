@@ -40,7 +40,7 @@ def export(app: App, out: Path, tenants: tuple[str, ...], since: str | None,
            until: str | None, tables: tuple[str, ...], actor: str | None,
            redact: tuple[str, ...], fmt: str, after: Path | None, sign_key: Path | None,
            as_json: bool) -> None:
-    """Write the sealed history to OUT: changes, manifest.json, summary.html.
+    """Write the sealed history to OUT: changes, manifest, records, summary.html.
 
     A change a filter (--since, --until, --table, --actor) leaves out stays in
     its chain as a stub: its seq and hash, no data, so the chain still verifies.
