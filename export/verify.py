@@ -117,20 +117,25 @@ def check_record(manifest: dict[str, Any], public_key: bytes | None) -> str:
         return "not checked" if signature else "absent"
     if not isinstance(signature, dict):
         raise Problem("the export is not signed", file=ff.MANIFEST)
-    try:
-        key = serialization.load_pem_public_key(public_key)
-    except ValueError:
-        raise Problem("the public key file is not a PEM public key") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise Problem("the public key is not an Ed25519 key")
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    if signature.get("key_id") != hashlib.sha256(raw).hexdigest()[:16]:
+    key, key_id = _public_key(public_key)
+    if signature.get("key_id") != key_id:
         raise Problem("the export was signed with another key", file=ff.MANIFEST)
     try:
         key.verify(bytes.fromhex(str(signature.get("value"))), stated)
     except (InvalidSignature, ValueError):
         raise Problem("bad signature on the export record", file=ff.MANIFEST) from None
     return "valid"
+
+
+def _public_key(pem: bytes) -> tuple[Ed25519PublicKey, str]:
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError:
+        raise Problem("the public key file is not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise Problem("the public key is not an Ed25519 key")
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return key, hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _lines(directory: Path, name: str) -> Iterator[tuple[int, Any]]:
@@ -157,6 +162,11 @@ def verify(directory: Path, *, after: Path | None = None,
         raise Problem("manifest.json lists no valid chains", file=ff.MANIFEST) from None
     if data_file not in (ff.JSONL, ff.CSV):
         raise Problem(f"unknown data file {data_file!r}", file=ff.MANIFEST)
+    before = None
+    if after is not None:
+        report.after = check_after(manifest, after, public_key)
+        before = load_manifest(after)
+    published = check_records(directory, manifest, before, public_key)
     counts: Counter[tuple[str, str]] = Counter()
     for number, obj in _lines(directory, data_file):
         try:
@@ -189,6 +199,10 @@ def verify(directory: Path, *, after: Path | None = None,
             chain.prev = bytes.fromhex(parsed[2])
             chain.stubs += 1
             report.stubs += 1
+        if published and (checkpoint := published.get((tenant, seq))) is not None and (
+                checkpoint[1] != chain.prev.hex()):
+            raise Problem(f"checkpoint record {checkpoint[0]} published another hash for"
+                          " this seq", **where)
         chain.lines += 1
         chain.next_seq += 1
         report.lines += 1
@@ -204,18 +218,21 @@ def verify(directory: Path, *, after: Path | None = None,
     _check_files(directory, manifest)
     report.chains = len(chains)
     report.signature = check_record(manifest, public_key)
-    before = None
-    if after is not None:
-        report.after = check_after(manifest, after, public_key)
-        before = load_manifest(after)
-    check_records(directory, manifest, before)
     return report
 
 
-def check_records(directory: Path, manifest: dict[str, Any],
-                  before: dict[str, Any] | None) -> None:
+def check_records(directory: Path, manifest: dict[str, Any], before: dict[str, Any] | None,
+                  public_key: bytes | None) -> dict[tuple[Any, int], tuple[int, str]]:
     """records.jsonl is the record chain up to the export record, and holds the
-    prune records that every `pruned` range of the manifest starts from."""
+    prune records that every `pruned` range of the manifest starts from.
+
+    Returns the heads its checkpoints published inside this export's chains,
+    (tenant, seq) -> (record id, hash), for the lines to be checked against.
+    With a public key, every record signed by that key must verify.
+    """
+    key = _public_key(public_key) if public_key is not None else None
+    ranges = {c["tenant_id"]: (c["first_seq"], c["last_seq"]) for c in manifest["chains"]}
+    published: dict[tuple[Any, int], tuple[int, str]] = {}
     info = manifest.get("records")
     if not isinstance(info, dict):
         raise Problem("the manifest does not list records.jsonl", file=ff.MANIFEST)
@@ -240,9 +257,20 @@ def check_records(directory: Path, manifest: dict[str, Any],
         if linked != stated or body.get("kind") != obj.get("kind"):
             raise Problem("the record does not hash to its hash: an edited record",
                           file=ff.RECORDS, line=number)
+        if key is not None and obj.get("signature") and obj.get("key_id") == key[1]:
+            try:
+                key[0].verify(bytes.fromhex(obj["signature"]), bytes.fromhex(stated))
+            except (InvalidSignature, ValueError):
+                raise Problem("bad signature on this record", file=ff.RECORDS,
+                              line=number) from None
         if body.get("kind") == "prune":
             for r in body.get("ranges", []):
                 prunes.add((r.get("tenant_id"), r.get("last_seq"), r.get("last_hash")))
+        elif body.get("kind") == "checkpoint":
+            for h in body.get("heads", []):
+                span = ranges.get(h.get("tenant_id"))
+                if span is not None and span[0] <= h.get("seq", 0) <= span[1]:
+                    published[(h["tenant_id"], h["seq"])] = (obj.get("id"), h.get("hash"))
         prev, count = stated, count + 1
     if count != info.get("count"):
         raise Problem(f"records.jsonl has {count} records, the manifest says"
@@ -256,6 +284,7 @@ def check_records(directory: Path, manifest: dict[str, Any],
             raise Problem(f"no prune record names seq {pruned['last_seq']} with the hash this"
                           " chain starts from", file=ff.RECORDS, tenant_id=chain["tenant_id"],
                           seq=pruned["last_seq"])
+    return published
 
 
 def _check_counts(manifest: dict[str, Any], counts: Counter[tuple[str, str]],

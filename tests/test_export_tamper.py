@@ -173,18 +173,24 @@ def test_a_whole_rewrite_passes_without_a_key_and_fails_with_one(
     sealed: Database, tmp_path: Path
 ) -> None:
     """What the chain cannot prove alone: a forger who rewrites every hash, the
-    manifest and its record. Only the signature (or a published head) catches it."""
+    checkpoints, the manifest and its record. The published checkpoints catch
+    a forger who leaves them be; only the signature catches one who does not."""
     key = _keys(tmp_path, "k")
     out = tmp_path / "s"
     ek.exported(sealed, out, "--sign-key", str(key))
-    _forge(out)
+    original = (out / "records.jsonl").read_text("utf-8")
+    _forge(out, rewrite_records=False)
+    assert "checkpoint record" in ek.problem(out)["message"]
+    (out / "records.jsonl").write_text(original, encoding="utf-8")
+    _forge(out, rewrite_records=True)
     assert ek.verified(out)["signature"] == "not checked"
     assert "bad signature" in ek.problem(out, "--public-key", f"{key}.pub")["message"]
 
 
-def _forge(out: Path) -> None:
+def _forge(out: Path, *, rewrite_records: bool) -> None:
     data = ek.manifest(out)
     heads: dict[Any, bytes] = {c["tenant_id"]: bytes.fromhex(c["anchor"]) for c in data["chains"]}
+    forged: dict[tuple[Any, int], str] = {}
     new = []
     for i, line in enumerate(ek.lines(out)):
         change = ff.parse_obj(canonical.loads(line))
@@ -193,11 +199,26 @@ def _forge(out: Path) -> None:
             change.actor = {"email": "forger@example.org"}
         change.hash = canonical.link(heads[change.tenant_id], change.canon()).hex()
         heads[change.tenant_id] = bytes.fromhex(change.hash)
+        forged[(change.tenant_id, change.seq)] = change.hash
         new.append(ff.change_line(change))
     ek.write_lines(out, new)
     for c in data["chains"]:
         c["head"] = heads[c["tenant_id"]].hex()
     data["files"][0] = ff.file_facts(out / "changes.jsonl")
+    if rewrite_records:
+        prev = bytes(32).hex()
+        records = []
+        for text in (out / "records.jsonl").read_text("utf-8").splitlines():
+            record = json.loads(text)
+            body = canonical.loads(record["body"])
+            for h in body.get("heads", []):
+                h["hash"] = forged.get((h["tenant_id"], h["seq"]), h["hash"])
+            record["body"] = canonical.jsonb_text(body)
+            record["prev_hash"] = prev
+            record["hash"] = prev = canonical.link(bytes.fromhex(prev), record["body"]).hex()
+            records.append(json.dumps(record) + "\n")
+        (out / "records.jsonl").write_text("".join(records), encoding="utf-8")
+        data["record"]["prev_hash"] = prev
     body = canonical.loads(data["record"]["body"])
     body["manifest_sha256"] = ff.core_sha256(data)
     body["heads"] = [{"tenant_id": c["tenant_id"], "seq": c["last_seq"], "hash": c["head"]}
@@ -337,3 +358,23 @@ def test_a_record_removed_or_edited_is_caught(out: Path) -> None:
     path.write_text("".join([*records[:-1], json.dumps(edited) + "\n"]), encoding="utf-8")
     found = ek.problem(out)
     assert found["line"] == len(records) and "edited record" in found["message"]
+
+
+def test_lines_are_checked_against_the_published_checkpoints(
+    sealed: Database, tmp_path: Path
+) -> None:
+    """A stub's hash is not covered by any line; a checkpoint that published it is."""
+    out = tmp_path / "p"
+    ek.exported(sealed, out, "--table", "patients")
+    records = [json.loads(r) for r in (out / "records.jsonl").read_text("utf-8").splitlines()]
+    heads = {(h["tenant_id"], h["seq"]) for r in records if r["kind"] == "checkpoint"
+             for h in canonical.loads(r["body"])["heads"]}
+    lines = ek.lines(out)
+    i = next(i for i, x in enumerate(lines) if '"stub": true' in x
+             and (canonical.loads(x)["tenant_id"], canonical.loads(x)["seq"]) in heads)
+    stub = canonical.loads(lines[i])
+    stub["hash"] = "ab" * 32
+    lines[i] = canonical.jsonb_text(stub) + "\n"
+    ek.write_lines(out, lines)
+    found = ek.problem(out)
+    assert found["line"] == i + 1 and "checkpoint record" in found["message"]
