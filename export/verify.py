@@ -21,6 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from simtrail import canonical
 from simtrail.export import fileformat as ff
 
+# Checkpoint heads held for the lines to be checked against (about 200 bytes each).
+PUBLISHED_CAP = 500_000
+
 
 class Problem(Exception):
     """The first thing wrong with an export."""
@@ -199,9 +202,9 @@ def verify(directory: Path, *, after: Path | None = None,
             chain.prev = bytes.fromhex(parsed[2])
             chain.stubs += 1
             report.stubs += 1
-        if (checkpoint := published.get(tenant)) is not None and checkpoint[0] == seq and (
-                checkpoint[2] != chain.prev.hex()):
-            raise Problem(f"checkpoint record {checkpoint[1]} published another hash for"
+        if (checkpoint := published.get((tenant, seq))) is not None and (
+                checkpoint[1] != chain.prev.hex()):
+            raise Problem(f"checkpoint record {checkpoint[0]} published another hash for"
                           " this seq", **where)
         chain.lines += 1
         chain.next_seq += 1
@@ -222,19 +225,22 @@ def verify(directory: Path, *, after: Path | None = None,
 
 
 def check_records(directory: Path, manifest: dict[str, Any], before: dict[str, Any] | None,
-                  public_key: bytes | None) -> dict[Any, tuple[int, int, str]]:
+                  public_key: bytes | None) -> dict[tuple[Any, int], tuple[int, str]]:
     """records.jsonl is the record chain up to the export record, and holds the
     prune records that every `pruned` range of the manifest starts from.
 
-    Returns, per chain, the last head its checkpoints published inside this
-    export's range, tenant -> (seq, record id, hash), for the line of that seq
-    to be checked against. The last is enough: the chain's links tie every
-    line before it to it, and memory stays one entry per chain.
+    Returns the heads its checkpoints published inside this export's chains,
+    (tenant, seq) -> (record id, hash), for the line of that seq to be checked
+    against. Each one pins its line and, through the links, the full lines
+    before it back to the nearest stub (a stub's hash is stated, not derived,
+    so the tie ends there). Past PUBLISHED_CAP heads only each chain's last
+    one is kept, so memory stays bounded.
     With a public key, every record signed by that key must verify.
     """
     key = _public_key(public_key) if public_key is not None else None
     ranges = {c["tenant_id"]: (c["first_seq"], c["last_seq"]) for c in manifest["chains"]}
-    published: dict[Any, tuple[int, int, str]] = {}
+    published: dict[tuple[Any, int], tuple[int, str]] = {}
+    last: dict[Any, tuple[int, int, str]] = {}
     info = manifest.get("records")
     if not isinstance(info, dict):
         raise Problem("the manifest does not list records.jsonl", file=ff.MANIFEST)
@@ -271,10 +277,13 @@ def check_records(directory: Path, manifest: dict[str, Any], before: dict[str, A
         elif body.get("kind") == "checkpoint":
             for h in body.get("heads", []):
                 span = ranges.get(h.get("tenant_id"))
-                seq = h.get("seq", 0)
-                if span is not None and span[0] <= seq <= span[1] and seq >= published.get(
-                        h["tenant_id"], (0, 0, ""))[0]:
-                    published[h["tenant_id"]] = (seq, obj.get("id"), h.get("hash"))
+                seq, tenant = h.get("seq", 0), h.get("tenant_id")
+                if span is None or not span[0] <= seq <= span[1]:
+                    continue
+                if len(published) < PUBLISHED_CAP:
+                    published[(tenant, seq)] = (obj.get("id"), h.get("hash"))
+                if seq >= last.get(tenant, (0, 0, ""))[0]:
+                    last[tenant] = (seq, obj.get("id"), h.get("hash"))
         prev, count = stated, count + 1
     if count != info.get("count"):
         raise Problem(f"records.jsonl has {count} records, the manifest says"
@@ -288,6 +297,8 @@ def check_records(directory: Path, manifest: dict[str, Any], before: dict[str, A
             raise Problem(f"no prune record names seq {pruned['last_seq']} with the hash this"
                           " chain starts from", file=ff.RECORDS, tenant_id=chain["tenant_id"],
                           seq=pruned["last_seq"])
+    for tenant, (seq, record_id, hash_hex) in last.items():
+        published[(tenant, seq)] = (record_id, hash_hex)
     return published
 
 
