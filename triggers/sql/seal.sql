@@ -84,7 +84,8 @@ BEGIN
                        simtrail.chain_zero());
     v_hash := pg_catalog.sha256(v_prev || pg_catalog.convert_to(p_body::text, 'UTF8'));
     INSERT INTO simtrail.chain_records (kind, at, body, prev_hash, hash)
-    VALUES (p_kind, (p_body ->> 'at')::timestamptz, p_body, v_prev, v_hash)
+    VALUES (p_kind, coalesce((p_body ->> 'at')::timestamptz, pg_catalog.clock_timestamp()),
+            p_body, v_prev, v_hash)
     RETURNING id INTO v_id;
     RETURN pg_catalog.jsonb_build_object('id', v_id, 'hash', pg_catalog.encode(v_hash, 'hex'));
 END
