@@ -292,3 +292,18 @@ def test_change_canon_gives_the_hashes_seal_and_verify_compute(sealed: Database)
     )
     assert len(rows) == originals(sealed) > 0
     assert all(r["same"] for r in rows)
+
+
+def test_verify_one_tenant_checks_that_chain_only(sealed: Database) -> None:
+    tenants = [r["tenant_id"] for r in sealed.sql(
+        "SELECT tenant_id FROM simtrail.chain_heads WHERE tenant_id IS NOT NULL ORDER BY 1")]
+    victim, other = tenants[0], tenants[1]
+    target = _seal_of(sealed, f"s.tenant_id = '{victim}' AND s.change_id IN"
+                              " (SELECT id FROM simtrail.changes WHERE net_count IS NULL)")
+    tamper(sealed, "UPDATE simtrail.changes SET row_pk = '{\"id\": 0}'"
+                   f" WHERE id = {target['change_id']}")
+    code, report = verify(sealed, "--tenant", other)
+    assert code == 0, report
+    assert report["chains"] == 1
+    found = problem(sealed, "--tenant", victim)
+    assert (found["kind"], found["tenant_id"]) == ("edited", victim)

@@ -18,7 +18,7 @@ from tests.conftest import Database
 def test_kill_9_during_seals_loses_nothing_and_seals_nothing_twice(seeded_db: Database) -> None:
     db = seeded_db
     # A backlog of some thousands of changes in a few transactions.
-    for _ in range(3):
+    for _ in range(5):
         db.sql(
             "DO $$ BEGIN FOR i IN 1..300 LOOP"
             " UPDATE public.patients SET room_number = 'r' || i; END LOOP; END $$"
@@ -29,11 +29,11 @@ def test_kill_9_during_seals_loses_nothing_and_seals_nothing_twice(seeded_db: Da
     killed = 0
     for _ in range(6):
         seal_run = subprocess.Popen(
-            [sys.executable, "-m", "simtrail.cli.main", "--dsn", db.dsn, "seal", "--batch", "250"],
+            [sys.executable, "-m", "simtrail.cli.main", "--dsn", db.dsn, "seal", "--batch", "100"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.3, 1.2))
+        time.sleep(rng.uniform(0.4, 1.5))
         if seal_run.poll() is None:
             seal_run.send_signal(signal.SIGKILL)
             killed += 1

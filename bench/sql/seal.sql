@@ -51,3 +51,32 @@ DELETE FROM simtrail.chain_heads;
 DELETE FROM simtrail.chain_records;
 UPDATE simtrail.seal_state SET generation = NULL, sweeping = NULL, xid_lo = '0', xid_hi = NULL,
                                next_id = NULL
+
+-- name: sha256_calls
+-- The cost of one sha256() call on a short input, over 500,000 calls.
+SELECT pg_catalog.count(pg_catalog.sha256(pg_catalog.convert_to(g::text || '/new/patient_id', 'UTF8')))
+FROM pg_catalog.generate_series(1, 500000) AS g
+
+-- name: columns_per_change
+-- Image columns per change: each costs two sha256 calls (salt, commitment).
+SELECT (pg_catalog.sum(coalesce((SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(c.old_data)), 0)
+                       + coalesce((SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(c.new_data)), 0))
+        / pg_catalog.count(*))::float8 AS columns
+FROM simtrail.changes AS c
+
+-- name: commitments_only
+-- The column commitments alone, written out as seal_batch writes them.
+SELECT pg_catalog.count(pg_catalog.jsonb_build_object(
+    'old_data', CASE WHEN c.old_data IS NOT NULL THEN (
+        SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
+            pg_catalog.encode(pg_catalog.sha256(pg_catalog.substring(pg_catalog.sha256(
+                k.secret || pg_catalog.convert_to(c.id::text || '/old/' || e.key, 'UTF8')), 1, 16)
+                || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
+        FROM pg_catalog.jsonb_each(c.old_data) AS e) END,
+    'new_data', (
+        SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
+            pg_catalog.encode(pg_catalog.sha256(pg_catalog.substring(pg_catalog.sha256(
+                k.secret || pg_catalog.convert_to(c.id::text || '/new/' || e.key, 'UTF8')), 1, 16)
+                || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
+        FROM pg_catalog.jsonb_each(c.new_data) AS e))::text)
+FROM simtrail.changes AS c, simtrail.seal_secret AS k

@@ -191,12 +191,20 @@ BEGIN
     v_gen := coalesce(v_gen, 1);
     v_hi := LEAST(v_hi, (SELECT b.next_id FROM simtrail.generation_bounds(v_gen) AS b));
     v_current := (SELECT b.next_id IS NULL FROM simtrail.generation_bounds(v_gen) AS b);
-    -- An original still unsealed (its transaction ended after the seal's
-    -- xmin) stops the batch before it until a later seal has taken it.
-    v_unsealed := (SELECT pg_catalog.min(c.id) FROM simtrail.changes AS c
-                   WHERE c.id >= v_lo AND c.id < v_hi AND c.net_count IS NULL
-                     AND c.tenant_id IS NOT NULL
-                     AND NOT EXISTS (SELECT 1 FROM simtrail.seals AS z WHERE z.change_id = c.id));
+    -- An original still unsealed stops the batch before it until a later
+    -- seal has taken it. It has committed (the frontier tick saw it), so only
+    -- an older transaction still writing somewhere in the cluster holds the
+    -- seal's xmin below it; a short one (a CREATE DATABASE, another
+    -- session's statement) is waited for, up to two seconds.
+    FOR i IN 1..40 LOOP
+        v_unsealed := (SELECT pg_catalog.min(c.id) FROM simtrail.changes AS c
+                       WHERE c.id >= v_lo AND c.id < v_hi AND c.net_count IS NULL
+                         AND c.tenant_id IS NOT NULL
+                         AND NOT EXISTS (SELECT 1 FROM simtrail.seals AS z WHERE z.change_id = c.id));
+        EXIT WHEN v_unsealed IS NULL OR i = 40;
+        PERFORM pg_catalog.pg_sleep(0.05);
+        PERFORM simtrail.seal_all(50000);
+    END LOOP;
     IF v_unsealed IS NOT NULL THEN
         v_hi := v_unsealed;
         IF v_hi <= v_lo THEN

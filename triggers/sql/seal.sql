@@ -84,7 +84,8 @@ BEGIN
                        simtrail.chain_zero());
     v_hash := pg_catalog.sha256(v_prev || pg_catalog.convert_to(p_body::text, 'UTF8'));
     INSERT INTO simtrail.chain_records (kind, at, body, prev_hash, hash)
-    VALUES (p_kind, (p_body ->> 'at')::timestamptz, p_body, v_prev, v_hash)
+    VALUES (p_kind, coalesce((p_body ->> 'at')::timestamptz, pg_catalog.clock_timestamp()),
+            p_body, v_prev, v_hash)
     RETURNING id INTO v_id;
     RETURN pg_catalog.jsonb_build_object('id', v_id, 'hash', pg_catalog.encode(v_hash, 'hex'));
 END
@@ -156,6 +157,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT s.* INTO st FROM simtrail.seal_state AS s FOR UPDATE;
+    -- A restored database's xids mean nothing here until the rebase (the
+    -- next install, or the daemon) starts a generation; its first seal then
+    -- sweeps what was not sealed before.
+    IF simtrail.cluster_changed() THEN
+        RETURN pg_catalog.jsonb_build_object('sealed', 0, 'done', true, 'rebase_needed', true);
+    END IF;
     SELECT k.secret INTO v_secret FROM simtrail.seal_secret AS k;
     SELECT g.generation, g.first_change_id INTO v_gen, v_gen_first
     FROM simtrail.clusters AS g ORDER BY g.generation DESC LIMIT 1;

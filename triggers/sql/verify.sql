@@ -237,7 +237,7 @@ BEGIN
     SELECT s.* INTO st FROM simtrail.seal_state AS s;
     SELECT g.generation, g.first_change_id INTO v_gen, v_gen_first
     FROM simtrail.clusters AS g ORDER BY g.generation DESC LIMIT 1;
-    IF st.generation IS NOT DISTINCT FROM v_gen THEN
+    IF st.generation IS NOT DISTINCT FROM v_gen AND NOT simtrail.cluster_changed() THEN
         SELECT o.id, o.tenant_id INTO r FROM simtrail.chain_originals(p_tenant, p_all) AS o
         WHERE (o.archived OR o.id < v_gen_first OR o.xact_id < st.xid_lo
                OR (o.xact_id < st.xid_hi AND o.id < st.next_id))
