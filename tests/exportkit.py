@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from simtrail import canonical
 from tests.conftest import CliResult, Database, run_cli
 
+UNSEALED = """
+SELECT (SELECT count(*) FROM simtrail.changes AS c WHERE c.net_count IS NULL
+          AND NOT EXISTS (SELECT 1 FROM simtrail.seals AS s WHERE s.change_id = c.id))
+     + (SELECT count(*) FROM simtrail.archive AS a
+          WHERE NOT EXISTS (SELECT 1 FROM simtrail.seals AS s WHERE s.change_id = a.id)) AS n
+"""
 
-def seal(db: Database) -> int:
-    """Seal everything sealable; the number of originals sealed."""
+
+def seal(db: Database, *, wait: float = 60.0) -> int:
+    """Seal everything sealable; the number of originals sealed.
+
+    A transaction left open anywhere on the server (another suite's, on a
+    shared one) holds sealing back, since the seal's xmin is cluster-wide:
+    wait up to `wait` seconds for every committed change to be sealed.
+    """
     total = 0
+    deadline = time.monotonic() + wait
     while True:
         row = db.sql("SELECT simtrail.seal_batch(10000) AS r")[0]["r"]
         total += int(row["sealed"])
-        if row["done"]:
+        if not row["done"]:
+            continue
+        if db.sql(UNSEALED)[0]["n"] == 0 or time.monotonic() > deadline:
             return total
+        time.sleep(0.2)
 
 
 def export(db: Database, out: Path, *args: str) -> CliResult:
