@@ -66,6 +66,33 @@ def test_retention_prunes_with_a_record_and_the_rest_verifies_from_it(seeded_db:
     assert (found["kind"], found["tenant_id"], found["seq"]) == ("anchor_mismatch", tenant, 21)
 
 
+def test_retention_holds_the_seals_of_changes_above_one_it_keeps(seeded_db: Database) -> None:
+    """Statements that overlap put a change with a later time at a lower seq:
+    retention's time cut then drops seqs above one it keeps. The prune record
+    covers the chain's prefix and holds the seals above it."""
+    db = seeded_db
+    _old_history(db)
+    db.sql("UPDATE simtrail.changes SET changed_at = now() WHERE id = -95")
+    seal(db)
+    straggler = db.sql("SELECT seq FROM simtrail.seals WHERE change_id = -95")[0]["seq"]
+    assert straggler == 16
+    report = db.sql("SELECT simtrail.apply_retention(30) AS r")[0]["r"]
+    assert (report["prune"]["seals_dropped"], report["prune"]["seals_held"]) == (15, 4)
+    body = db.sql("SELECT body FROM simtrail.chain_records WHERE kind = 'prune'")[0]["body"]
+    assert [(r["first_seq"], r["last_seq"]) for r in body["ranges"]] == [(1, 15)]
+    assert [h["seq"] for h in body["held"]] == [17, 18, 19, 20]
+    code, result = verify(db)
+    assert code == 0, result
+    # Run again: nothing new to say, no record.
+    again = db.sql("SELECT simtrail.apply_retention(30) AS r")[0]["r"]
+    assert again["prune"]["seals_dropped"] == 0
+    assert len(db.sql("SELECT id FROM simtrail.chain_records WHERE kind = 'prune'")) == 1
+    # A held seal vouches only for its own row: deleting the kept one is caught.
+    tamper(db, "DELETE FROM simtrail.changes WHERE id = -95")
+    found = problem(db)
+    assert (found["kind"], found["change_id"], found["seq"]) == ("deleted", -95, 16)
+
+
 def test_a_chain_start_dropped_without_a_prune_record_is_named(seeded_db: Database) -> None:
     db = seeded_db
     seal(db)

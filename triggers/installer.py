@@ -27,6 +27,7 @@ FUNCTION_FILES = (
     "sql/discover.sql",
     "sql/capture.sql",
     "sql/seal.sql",
+    "sql/prune.sql",
     "sql/verify.sql",
     "sql/daemon.sql",
     "sql/rebase.sql",

@@ -14,8 +14,10 @@ $$;
 
 -- The record chain from its start, and every prune range in it: contiguous
 -- per tenant from seq 1. Returns the first problem, or NULL; the tenants'
--- anchors (what their surviving chains start from) go to p_anchors.
-CREATE OR REPLACE FUNCTION simtrail.verify_records(OUT problem jsonb, OUT anchors jsonb, OUT records bigint)
+-- anchors (what their surviving chains start from), and the seals prunes
+-- held (their rows dropped, the seals kept: see prune_seals), by change id.
+CREATE OR REPLACE FUNCTION simtrail.verify_records(
+    OUT problem jsonb, OUT anchors jsonb, OUT records bigint, OUT held jsonb)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
@@ -25,6 +27,7 @@ DECLARE
     v_anchor jsonb;
 BEGIN
     anchors := '{}'::jsonb;
+    held := '{}'::jsonb;
     records := 0;
     FOR r IN SELECT c.* FROM simtrail.chain_records AS c ORDER BY c.id LOOP
         records := records + 1;
@@ -57,6 +60,9 @@ BEGIN
                 anchors := anchors || pg_catalog.jsonb_build_object(v_key, pg_catalog.jsonb_build_object(
                     'seq', (g.v ->> 'last_seq')::bigint, 'hash', g.v ->> 'last_hash', 'record_id', r.id));
             END LOOP;
+            held := held || coalesce((SELECT pg_catalog.jsonb_object_agg(e.value ->> 'change_id', r.id)
+                                      FROM pg_catalog.jsonb_array_elements(r.body -> 'held') AS e),
+                                     '{}'::jsonb);
         END IF;
     END LOOP;
 END
@@ -200,6 +206,10 @@ BEGIN
                 'seq %s is missing: a change and its seal were deleted, or no prune record'
                 ' anchors what retention dropped', v_seq + 1),
                 r.tenant_id, v_seq + 1, NULL, NULL);
+        ELSIF NOT r.present AND v_rec.held ? r.change_id::text THEN
+            -- Retention dropped the row and a prune record holds its seal:
+            -- the chain goes on from the seal's hash.
+            v_hash := r.sealed;
         ELSIF NOT r.present THEN
             v_problem := simtrail.chain_problem('deleted',
                 'the sealed change is gone from the log and the archive',
