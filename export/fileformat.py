@@ -28,7 +28,7 @@ RECORDS = "records.jsonl"
 # The CSV's columns; a JSON-valued cell holds its jsonb text.
 CSV_COLUMNS = [
     "seq", "tenant_id", "id", "table_name", "operation", "row_pk", "old_pk", "old_data",
-    "new_data", "changed_at", "actor", "moved", "salts", "redacted", "stub", "hash",
+    "new_data", "changed_at", "actor", "moved", "salts", "redacted", "stub", "held", "hash",
 ]
 # tenant_id and moved too, so that NULL and '' stay apart.
 _CSV_JSON = {
@@ -110,8 +110,12 @@ def _image(c: Change, side: str) -> str:
     return _s(c.old_data if side == "old" else c.new_data)
 
 
-def stub_line(seq: int, tenant_id: str | None, hash_hex: str) -> str:
-    return f'{{"seq": {seq}, "tenant_id": {_s(tenant_id)}, "stub": true, "hash": "{hash_hex}"}}\n'
+def stub_line(seq: int, tenant_id: str | None, hash_hex: str, held: int | None = None) -> str:
+    """A change left out (or, with `held`, one whose row retention dropped while
+    its seal stays: its change id, which a prune record lists as held)."""
+    mark = "" if held is None else f', "held": {held}'
+    return (f'{{"seq": {seq}, "tenant_id": {_s(tenant_id)}, "stub": true{mark},'
+            f' "hash": "{hash_hex}"}}\n')
 
 
 def csv_row(obj: Mapping[str, Any]) -> list[str]:
@@ -139,15 +143,16 @@ class BadLine(ValueError):
     """A line that is not a change or a stub of the format."""
 
 
-def parse_obj(obj: Any) -> Change | tuple[int, str | None, str]:
-    """A change, or (seq, tenant_id, hash) for a stub."""
+def parse_obj(obj: Any) -> Change | tuple[int, str | None, str, int | None]:
+    """A change, or (seq, tenant_id, hash, held change id or None) for a stub."""
     if not isinstance(obj, dict):
         raise BadLine("not a JSON object")
     try:
         if obj.get("stub"):
-            if set(obj) != {"seq", "tenant_id", "stub", "hash"}:
-                raise BadLine("a stub carries only seq, tenant_id and hash")
-            return _int(obj["seq"]), _opt_str(obj["tenant_id"]), _hex(obj["hash"])
+            if set(obj) - {"held"} != {"seq", "tenant_id", "stub", "hash"}:
+                raise BadLine("a stub carries only seq, tenant_id, hash (and held)")
+            held = _int(obj["held"]) if "held" in obj else None
+            return _int(obj["seq"]), _opt_str(obj["tenant_id"]), _hex(obj["hash"]), held
         return Change(
             seq=_int(obj["seq"]), tenant_id=_opt_str(obj["tenant_id"]),
             change_id=_int(obj["id"]), table_name=str(obj["table_name"]),
@@ -213,7 +218,7 @@ def _csv_obj(row: list[str], number: int) -> dict[str, Any]:
                     obj[name] = canonical.loads(cell)
                 except ValueError:
                     raise BadLine(f"line {number}: {name} is not JSON") from None
-        elif name in ("seq", "id"):
+        elif name in ("seq", "id", "held"):
             if cell:
                 try:
                     obj[name] = int(cell)

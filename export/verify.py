@@ -169,7 +169,7 @@ def verify(directory: Path, *, after: Path | None = None,
     if after is not None:
         report.after = check_after(manifest, after, public_key)
         before = load_manifest(after)
-    published = check_records(directory, manifest, before, public_key)
+    published, held = check_records(directory, manifest, before, public_key)
     counts: Counter[tuple[str, str]] = Counter()
     for number, obj in _lines(directory, data_file):
         try:
@@ -199,6 +199,8 @@ def verify(directory: Path, *, after: Path | None = None,
             counts[(parsed.table_name, parsed.operation)] += 1
             chain.prev = got
         else:
+            if parsed[3] is not None and (tenant, seq, parsed[3]) not in held:
+                raise Problem("a held line that no prune record in records.jsonl holds", **where)
             chain.prev = bytes.fromhex(parsed[2])
             chain.stubs += 1
             report.stubs += 1
@@ -225,7 +227,8 @@ def verify(directory: Path, *, after: Path | None = None,
 
 
 def check_records(directory: Path, manifest: dict[str, Any], before: dict[str, Any] | None,
-                  public_key: bytes | None) -> dict[tuple[Any, int], tuple[int, str]]:
+                  public_key: bytes | None
+                  ) -> tuple[dict[tuple[Any, int], tuple[int, str]], set[tuple[Any, Any, Any]]]:
     """records.jsonl is the record chain up to the export record, and holds the
     prune records that every `pruned` range of the manifest starts from.
 
@@ -240,6 +243,7 @@ def check_records(directory: Path, manifest: dict[str, Any], before: dict[str, A
     key = _public_key(public_key) if public_key is not None else None
     ranges = {c["tenant_id"]: (c["first_seq"], c["last_seq"]) for c in manifest["chains"]}
     published: dict[tuple[Any, int], tuple[int, str]] = {}
+    held: set[tuple[Any, Any, Any]] = set()
     last: dict[Any, tuple[int, int, str]] = {}
     info = manifest.get("records")
     if not isinstance(info, dict):
@@ -274,6 +278,8 @@ def check_records(directory: Path, manifest: dict[str, Any], before: dict[str, A
         if body.get("kind") == "prune":
             for r in body.get("ranges", []):
                 prunes.add((r.get("tenant_id"), r.get("last_seq"), r.get("last_hash")))
+            for h in body.get("held", []):
+                held.add((h.get("tenant_id"), h.get("seq"), h.get("change_id")))
         elif body.get("kind") == "checkpoint":
             for h in body.get("heads", []):
                 span = ranges.get(h.get("tenant_id"))
@@ -299,7 +305,7 @@ def check_records(directory: Path, manifest: dict[str, Any], before: dict[str, A
                           seq=pruned["last_seq"])
     for tenant, (seq, record_id, hash_hex) in last.items():
         published[(tenant, seq)] = (record_id, hash_hex)
-    return published
+    return published, held
 
 
 def _check_counts(manifest: dict[str, Any], counts: Counter[tuple[str, str]],

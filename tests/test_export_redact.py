@@ -109,3 +109,36 @@ def test_a_transaction_in_flight_is_never_skipped(seeded_db: Database, tmp_path:
     assert rooms["2"] == []
     # ...then both, the late one first (it has the smaller id).
     assert rooms["3"] == ["late", "early"]
+
+
+def test_held_seals_after_retention_export_and_verify(
+    seeded_db: Database, tmp_path: Path
+) -> None:
+    """Retention drops a seq above one it keeps: its seal is held, and the
+    export carries it as a held stub that the prune record in records.jsonl
+    vouches for; an incremental export across the prune verifies too."""
+    from tests.test_chain_records import _old_history
+
+    db = seeded_db
+    _old_history(db)
+    db.sql("UPDATE simtrail.changes SET changed_at = now() WHERE id = -95")
+    ek.seal(db)
+    ek.exported(db, tmp_path / "1")
+    report = db.sql("SELECT simtrail.apply_retention(30) AS r")[0]["r"]
+    assert report["prune"]["seals_held"] == 4
+    db.sql("UPDATE public.patients SET room_number = 'after'")
+    ek.seal(db)
+    ek.exported(db, tmp_path / "2", "--after", str(tmp_path / "1"))
+    ek.verified(tmp_path / "2", "--after", str(tmp_path / "1"))
+    ek.exported(db, tmp_path / "all")
+    ek.verified(tmp_path / "all")
+    held = [o for o in map(canonical.loads, ek.lines(tmp_path / "all")) if "held" in o]
+    assert [h["seq"] for h in held] == [17, 18, 19, 20]
+    # A held line the prune record does not hold is refused.
+    lines = ek.lines(tmp_path / "all")
+    i = next(i for i, x in enumerate(lines) if "held" in canonical.loads(x))
+    forged = canonical.loads(lines[i])
+    forged["held"] = 12345
+    lines[i] = canonical.jsonb_text(forged) + "\n"
+    ek.write_lines(tmp_path / "all", lines)
+    assert "no prune record" in ek.problem(tmp_path / "all")["message"]

@@ -96,3 +96,11 @@ SELECT r.id, r.kind, pg_catalog.encode(r.prev_hash, 'hex') AS prev_hash,
 FROM simtrail.chain_records AS r
 WHERE r.id > %(after)s AND r.id < %(id)s
 ORDER BY r.id
+
+-- name: held
+-- Seals retention kept while dropping their changes (above a seq it kept).
+SELECT DISTINCT (h.value ->> 'seq')::bigint AS seq, (h.value ->> 'change_id')::bigint AS change_id
+FROM simtrail.chain_records AS c
+CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(coalesce(c.body -> 'held', '[]')) AS h
+WHERE c.kind = 'prune'
+  AND h.value -> 'tenant_id' = coalesce(pg_catalog.to_jsonb(%(tenant)s::text), 'null'::jsonb)
