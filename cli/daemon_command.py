@@ -37,6 +37,8 @@ _DURATION = "DURATION"
               help="/healthz answers 503 when the last cycle is older [30s].")
 @click.option("--lease-ttl", metavar=_DURATION, help="Leader lease lifetime [10s].")
 @click.option("--lease-retry", metavar=_DURATION, help="Leader lease check timeout [2s].")
+@click.option("--sign-key", metavar="FILE",
+              help="Ed25519 private key: sign the checkpoint and prune records written [off].")
 @click.option("--log-level", "daemon_log_level", metavar="LEVEL",
               help="debug, info, warning or error [info].")
 @pass_app

@@ -13,8 +13,10 @@ from click.core import ParameterSource
 
 from simtrail import __version__, logs
 from simtrail.cli import (
+    chain_commands,
     config_refs,
     copy_commands,
+    export_commands,
     purge_diff_commands,
     rewind_commands,
     rpc_commands,
@@ -534,9 +536,11 @@ def _fingerprint(state: tuple[int, str] | list[Any]) -> str:
 config_refs.register(config)
 rewind_commands.register(cli)
 copy_commands.register(cli)
+export_commands.register(cli)
 purge_diff_commands.register(cli)
 rpc_commands.register(cli)
 snapshot_commands.register(cli)
+chain_commands.register(cli)
 cli.add_command(daemon)
 
 

@@ -1,4 +1,4 @@
-"""One cycle of the leader's work: tick, heal triggers, thin, compact, retain.
+"""One cycle of the leader's work: tick, heal triggers, seal, thin, compact, retain.
 
 Each step is due on its own clock; a cycle does the steps that are due and
 says what it did. Compaction runs batch after batch, one transaction each,
@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,6 +23,8 @@ from simtrail.db import Conn
 from simtrail.errors import NotInstalledError
 from simtrail.logs import get
 from simtrail.settings import first_line
+from simtrail.signing import Signer, load_signer
+from simtrail.triggers import sealing
 from simtrail.triggers.installer import refusal_line, split_refused
 
 log = get("simtrail.daemon")
@@ -58,6 +61,7 @@ class CycleReport:
     caught_up: bool = True
     retention: dict[str, Any] | None = None
     vacuum_started: bool = False
+    sealed: int = 0
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "ticks": self.ticks}
@@ -65,6 +69,7 @@ class CycleReport:
             return out
         out.update(
             ticks_thinned=self.ticks_thinned,
+            sealed=self.sealed,
             healed=len(self.healed),
             config_problems=len(self.refused or []),
             compaction_batches=self.batches,
@@ -105,6 +110,22 @@ class LeaderWork:
         self.conn = conn
         self.status = status
         self.clocks = clocks
+        self._signer: tuple[str, Signer] | None = None
+
+    def signer(self, settings: DaemonSettings) -> Signer | None:
+        """The signing key, read again only when the setting names another file."""
+        if settings.sign_key is None:
+            return None
+        if self._signer is None or self._signer[0] != settings.sign_key:
+            self._signer = (settings.sign_key, load_signer(Path(settings.sign_key)))
+        return self._signer[1]
+
+    def seal(self, settings: DaemonSettings, report: CycleReport) -> None:
+        """Seal before compacting: compaction folds only sealed changes."""
+        result = sealing.seal(self.conn, batch=settings.batch_size, signer=self.signer(settings))
+        report.sealed = int(result["sealed"])
+        with self.status.lock:
+            self.status.sealed_rows += report.sealed
 
     def check_installed(self) -> None:
         row = self.conn.execute(q("installed")).fetchone()
@@ -202,7 +223,11 @@ class LeaderWork:
             row = self.conn.execute(
                 q("apply_retention"), {"days": settings.retention_days}
             ).fetchone()
-        report.retention = row["retention"] if row else None
+            report.retention = row["retention"] if row else None
+            prune = (report.retention or {}).get("prune") or {}
+            signer = self.signer(settings)
+            if signer is not None and prune.get("record_id") is not None:
+                sealing.sign_record(self.conn, int(prune["record_id"]), signer)
         if report.retention and report.retention.get("dropped_partitions"):
             log.info("retention dropped archive partitions",
                      partitions=report.retention["dropped_partitions"],
@@ -230,6 +255,7 @@ class LeaderWork:
         self.check_installed()
         self.tick_if_due(settings, report)
         self.heal(settings, report, now_please=heal_now)
+        self.seal(settings, report)
         self.compact(settings, report, stop)
         self.retain(settings, report)
         self.refresh_stats(settings, force=report.batches > 1 or report.retention is not None)

@@ -42,6 +42,7 @@ class Status:
     cycle_seconds_total: float = 0.0
     ticks: int = 0
     compacted_rows: int = 0
+    sealed_rows: int = 0
     archived_rows: int = 0
     healed: Counter[str] = field(default_factory=Counter)
     rewinds: int | None = None
@@ -113,6 +114,9 @@ class Status:
             metric("simtrail_compacted_rows_total", "counter",
                    "Log rows this process put through compaction.",
                    [("", float(self.compacted_rows))])
+            metric("simtrail_sealed_rows_total", "counter",
+                   "Original changes this process sealed into their tenants' chains.",
+                   [("", float(self.sealed_rows))])
             metric("simtrail_archived_rows_total", "counter",
                    "Original changes this process moved to the archive.",
                    [("", float(self.archived_rows))])

@@ -69,6 +69,8 @@ class DaemonSettings:
     lease_ttl: float = 10.0
     lease_retry: float = 2.0
     log_level: str = "info"
+    # Ed25519 private key (simtrail keygen): the records the daemon writes are signed.
+    sign_key: str | None = None
 
     def public(self) -> dict[str, Any]:
         """Everything but the DSN (it may hold a password), for logs."""
@@ -110,6 +112,15 @@ def _positive_duration(name: str, value: object) -> float:
     return seconds
 
 
+def _key_path(name: str, value: object) -> str | None:
+    path = str(value).strip()
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(f"{name}: signing key {path} is not a file")
+    return path
+
+
 _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "dsn": lambda _n, v: str(v),
     "config": lambda _n, v: str(v),
@@ -127,6 +138,7 @@ _PARSERS: dict[str, Callable[[str, object], Any]] = {
     "lease_ttl": _positive_duration,
     "lease_retry": _positive_duration,
     "log_level": _level,
+    "sign_key": _key_path,
 }
 NAMES = tuple(_PARSERS)
 

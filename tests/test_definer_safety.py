@@ -618,6 +618,11 @@ def test_the_dedicated_role_grant_is_exactly_rewind_mark_and_history(
         "SELECT simtrail.compact_batch('1 hour', 10)",
         "SELECT simtrail.delete_mark('x', 'm')",
         "SELECT simtrail.apply_retention(1)",
+        "SELECT secret FROM simtrail.seal_secret",
+        "SELECT simtrail.seal_batch(10)",
+        "SELECT simtrail.verify_chains(NULL, true)",
+        "SELECT simtrail.append_record('export', '{\"kind\": \"export\"}')",
+        "UPDATE simtrail.chain_heads SET seq = 1",
         "CREATE TABLE simtrail.mine (x int)",
     ]
     for statement in refused:

@@ -48,6 +48,7 @@ DAEMON_SETTINGS = {
     "lease_ttl",
     "lease_retry",
     "log_level",
+    "sign_key",
 }
 
 

@@ -104,6 +104,9 @@ def test_dump_and_restore_into_a_fresh_cluster(seeded_db: Database) -> None:
                 (tenant,),
             )
         old_max = int(db.sql("SELECT max(id) AS n FROM simtrail.changes")[0]["n"])
+        # Sealed before the dump: the chains travel with it.
+        db.sql("SELECT simtrail.seal_all(50000)")
+        assert db.sql("SELECT simtrail.verify_chains(NULL, true) AS r")[0]["r"]["ok"] is True
 
         dump = Path(tempfile.mkdtemp(prefix="simtrail-dump-")) / "app.dump"
         subprocess.run([_bin("pg_dump"), "-Fc", "-f", str(dump), "-d", db.dsn], check=True)
@@ -144,6 +147,9 @@ def test_dump_and_restore_into_a_fresh_cluster(seeded_db: Database) -> None:
             new_first = int(_sql(conn, "SELECT max(id) AS n FROM simtrail.changes")[0]["n"])
             assert new_first > old_max, "capture goes on in the new cluster"
 
+            # Nothing is sealed on xids of another cluster before the rebase.
+            unrebased = _sql(conn, "SELECT simtrail.seal_batch(1000) AS r")[0]["r"]
+            assert unrebased["rebase_needed"] is True and unrebased["sealed"] == 0
             _sql(conn, "SELECT simtrail.mark(%s, 'm2')", (tenant,))
             m2 = _state(conn, tenant)
             _session(conn, tenant, 2)
@@ -178,6 +184,18 @@ def test_dump_and_restore_into_a_fresh_cluster(seeded_db: Database) -> None:
             )
             assert [(g["generation"], g["ambiguous"]) for g in generations] == [(1, 0), (2, 0)]
             assert old_max < generations[1]["first_change_id"] <= new_first
+
+            # The first seal of the new generation sweeps both clusters'
+            # unsealed changes, and every chain verifies across the restore.
+            _sql(conn, "SELECT simtrail.seal_all(50000)")
+            check = _sql(conn, "SELECT simtrail.verify_chains(NULL, true) AS r")[0]["r"]
+            assert check["ok"] is True, check
+            unsealed = _sql(
+                conn,
+                "SELECT count(*) AS n FROM simtrail.chain_originals(NULL, true) AS o"
+                " WHERE NOT EXISTS (SELECT 1 FROM simtrail.seals AS s WHERE s.change_id = o.id)",
+            )
+            assert unsealed[0]["n"] == 0
 
             # Actors: an old change keeps its own, a new one gets its own.
             actors = _sql(

@@ -159,6 +159,7 @@ DECLARE
     v_current boolean;
     v_later boolean;
     v_call xid8 := pg_catalog.pg_current_xact_id();
+    v_unsealed bigint;
 BEGIN
     IF p_batch IS NULL OR p_batch < 1 THEN
         RAISE EXCEPTION 'a compaction batch must hold at least one change'
@@ -168,6 +169,10 @@ BEGIN
     -- it half-rewritten. Rewinds hold this lock shared; taking it exclusively
     -- also means there is only ever one compactor.
     PERFORM simtrail.take_lock('compaction');
+    -- Compaction folds only sealed originals: a net change replaces them in
+    -- the log, and the chain must already hold each one as it was captured.
+    -- Sealing first keeps a direct caller (and the daemon) from stalling here.
+    PERFORM simtrail.seal_all(50000);
     SELECT s.compacted_below INTO v_lo FROM simtrail.daemon_state AS s FOR UPDATE;
     SELECT t.id, t.at, simtrail.cut_scan_from(t.scan_from, t.snapshot, t.generation) AS scan_from
       INTO v_frontier FROM simtrail.ticks AS t
@@ -186,6 +191,27 @@ BEGIN
     v_gen := coalesce(v_gen, 1);
     v_hi := LEAST(v_hi, (SELECT b.next_id FROM simtrail.generation_bounds(v_gen) AS b));
     v_current := (SELECT b.next_id IS NULL FROM simtrail.generation_bounds(v_gen) AS b);
+    -- An original still unsealed stops the batch before it until a later
+    -- seal has taken it. It has committed (the frontier tick saw it), so only
+    -- an older transaction still writing somewhere in the cluster holds the
+    -- seal's xmin below it; a short one (a CREATE DATABASE, another
+    -- session's statement) is waited for, up to two seconds.
+    FOR i IN 1..40 LOOP
+        v_unsealed := (SELECT pg_catalog.min(c.id) FROM simtrail.changes AS c
+                       WHERE c.id >= v_lo AND c.id < v_hi AND c.net_count IS NULL
+                         AND c.tenant_id IS NOT NULL
+                         AND NOT EXISTS (SELECT 1 FROM simtrail.seals AS z WHERE z.change_id = c.id));
+        EXIT WHEN v_unsealed IS NULL OR i = 40;
+        PERFORM pg_catalog.pg_sleep(0.05);
+        PERFORM simtrail.seal_all(50000);
+    END LOOP;
+    IF v_unsealed IS NOT NULL THEN
+        v_hi := v_unsealed;
+        IF v_hi <= v_lo THEN
+            RETURN pg_catalog.jsonb_build_object('done', true, 'scanned', 0, 'archived', 0, 'net', 0,
+                                                 'unsealed_from', v_unsealed);
+        END IF;
+    END IF;
 
     -- Work rows of this call live in simtrail's own tables (see version 4),
     -- keyed by the transaction; only one compactor runs at a time (the lock
@@ -333,7 +359,7 @@ BEGIN
     DELETE FROM simtrail.compact_cuts AS k WHERE k.call_id = v_call;
     DELETE FROM simtrail.compact_segments AS k WHERE k.call_id = v_call;
     RETURN pg_catalog.jsonb_build_object(
-        'done', v_hi >= v_frontier.scan_from, 'scanned', v_scanned, 'archived', v_archived,
+        'done', v_hi >= v_frontier.scan_from OR v_unsealed IS NOT NULL, 'scanned', v_scanned, 'archived', v_archived,
         'net', v_net, 'from_id', v_lo, 'to_id', v_hi, 'frontier_at', v_frontier.at);
 END
 $$;
@@ -352,12 +378,34 @@ DECLARE
     v_log bigint;
     v_ticks bigint;
     v_marks bigint;
+    v_cut timestamptz;
+    v_prune jsonb;
 BEGIN
     IF p_days IS NULL OR p_days <= 0 THEN
         RETURN pg_catalog.jsonb_build_object('horizon', NULL, 'dropped_partitions', v_dropped);
     END IF;
     PERFORM simtrail.take_lock('compaction');
     v_horizon := pg_catalog.now() - pg_catalog.make_interval(days => p_days);
+    -- Whole UTC days of archive go: partitions ending at or before this.
+    v_cut := ((v_horizon AT TIME ZONE 'UTC')::date)::timestamp AT TIME ZONE 'UTC';
+
+    DELETE FROM simtrail.ticks AS t WHERE t.at < v_horizon;
+    GET DIAGNOSTICS v_ticks = ROW_COUNT;
+    DELETE FROM simtrail.marks AS m WHERE m.created_at < v_horizon;
+    GET DIAGNOSTICS v_marks = ROW_COUNT;
+
+    -- Log rows older than the horizon that no remaining tick or mark needs.
+    SELECT LEAST((SELECT pg_catalog.min(simtrail.cut_scan_from(t.scan_from, t.snapshot, t.generation))
+                  FROM simtrail.ticks AS t),
+                 (SELECT pg_catalog.min(simtrail.cut_scan_from(m.scan_from, m.snapshot, m.generation))
+                  FROM simtrail.marks AS m),
+                 (SELECT s.last_value + 1 FROM simtrail.change_id_seq AS s))
+      INTO v_keep_from;
+
+    -- Before anything sealed goes, a prune record says per chain what goes
+    -- (its seq range, count and last hash): the surviving chain is then
+    -- checked from that recorded anchor, never from an assumed one.
+    v_prune := simtrail.prune_seals(v_horizon, v_cut, v_keep_from);
 
     FOR r IN
         SELECT c.relname::text AS name
@@ -372,18 +420,6 @@ BEGIN
         v_dropped := v_dropped || r.name;
     END LOOP;
 
-    DELETE FROM simtrail.ticks AS t WHERE t.at < v_horizon;
-    GET DIAGNOSTICS v_ticks = ROW_COUNT;
-    DELETE FROM simtrail.marks AS m WHERE m.created_at < v_horizon;
-    GET DIAGNOSTICS v_marks = ROW_COUNT;
-
-    -- Log rows older than the horizon that no remaining tick or mark needs.
-    SELECT LEAST((SELECT pg_catalog.min(simtrail.cut_scan_from(t.scan_from, t.snapshot, t.generation))
-                  FROM simtrail.ticks AS t),
-                 (SELECT pg_catalog.min(simtrail.cut_scan_from(m.scan_from, m.snapshot, m.generation))
-                  FROM simtrail.marks AS m),
-                 (SELECT s.last_value + 1 FROM simtrail.change_id_seq AS s))
-      INTO v_keep_from;
     DELETE FROM simtrail.changes AS c WHERE c.id < v_keep_from AND c.changed_at < v_horizon;
     GET DIAGNOSTICS v_log = ROW_COUNT;
     DELETE FROM simtrail.transactions AS x
@@ -397,7 +433,7 @@ BEGIN
     SET horizon = GREATEST(horizon, v_horizon);
     RETURN pg_catalog.jsonb_build_object(
         'horizon', v_horizon, 'dropped_partitions', v_dropped, 'log_rows_deleted', v_log,
-        'ticks_deleted', v_ticks, 'marks_deleted', v_marks);
+        'ticks_deleted', v_ticks, 'marks_deleted', v_marks, 'prune', v_prune);
 END
 $$;
 

@@ -1,0 +1,170 @@
+"""Canonical encoding v1 of a change: the hash input, reproduced outside PostgreSQL.
+
+The seal computes each change's hash in SQL from `jsonb::text`. An auditor's
+machine has no PostgreSQL, so this module renders the same text byte for byte
+(docs/CHAIN.md says the rules). It imports nothing from the database side:
+`simtrail verify DIR` runs on it alone.
+
+Values are what `json.loads(..., parse_float=Decimal)` gives: dict, list, str,
+int, Decimal, bool, None. A float cannot be rendered as PostgreSQL would (it
+has lost the digits), so it is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+VERSION = 1
+ZERO_HASH = bytes(32)
+
+# PostgreSQL's escape_json and Python's encoder agree: \" \\ \b \f \n \r \t,
+# other characters below 0x20 as \u00xx (lower-case hex), everything else as is.
+# (json.dumps(s, ensure_ascii=False) is this same C function, with more calls.)
+_string: Callable[[str], str] = json.encoder.encode_basestring
+
+# Numbers must keep PostgreSQL's digits (12.50 stays 12.50), so never floats.
+loads = partial(json.loads, parse_float=Decimal)
+
+
+def _key_order(key: str) -> tuple[int, bytes]:
+    # jsonb stores an object's keys shorter first, then by their bytes.
+    raw = key.encode()
+    return len(raw), raw
+
+
+# Images of one table share their keys, so each key set is sorted once.
+_orders: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+
+
+def key_order(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(key, its quoted text + ': ') in jsonb order; cached per key set."""
+    found = _orders.get(keys)
+    if found is None:
+        found = tuple((k, _string(k) + ": ") for k in sorted(keys, key=_key_order))
+        if len(_orders) < 10_000:
+            _orders[keys] = found
+    return found
+
+
+def number_text(value: Decimal) -> str:
+    """numeric_out: plain digits, the scale kept, no exponent, no negative zero."""
+    if not value.is_finite():
+        raise ValueError(f"jsonb has no {value}")
+    if value.is_zero():
+        value = abs(value)
+    return format(value, "f")
+
+
+def jsonb_text(value: Any) -> str:
+    """The text PostgreSQL 15/16 gives for `value::jsonb::text`."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is int:
+        return str(value)
+    if kind is Decimal and value.is_finite() and not value.is_zero():
+        return format(value, "f")
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return number_text(value)
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        return "{" + ", ".join(
+            quoted + jsonb_text(value[k]) for k, quoted in key_order(tuple(value))) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    raise TypeError(f"no jsonb text for a {type(value).__name__} (floats lose digits: use Decimal)")
+
+
+def salt(secret: bytes, change_id: int, side: str, column: str) -> bytes:
+    """The 16 bytes that make one column's commitment unguessable."""
+    return hashlib.sha256(secret + f"{change_id}/{side}/{column}".encode()).digest()[:16]
+
+
+def salter(secret: bytes) -> Callable[[int, str, str], bytes]:
+    """salt() with the secret's block hashed once (the export calls it per column)."""
+    keyed = hashlib.sha256(secret)
+
+    def salt_of(change_id: int, side: str, column: str) -> bytes:
+        h = keyed.copy()
+        h.update(f"{change_id}/{side}/{column}".encode())
+        return h.digest()[:16]
+
+    return salt_of
+
+
+def commitment(salt_bytes: bytes, value: Any) -> str:
+    """sha256(salt || value's jsonb text), hex: what the chain holds for a column."""
+    return hashlib.sha256(salt_bytes + jsonb_text(value).encode()).hexdigest()
+
+
+def commitment_of_text(salt_bytes: bytes, value_text: str) -> str:
+    return hashlib.sha256(salt_bytes + value_text.encode()).hexdigest()
+
+
+def utc_text(at: dt.datetime) -> str:
+    """to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')."""
+    u = at.astimezone(dt.UTC)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:"
+        f"{u.second:02d}.{u.microsecond:06d}Z"
+    )
+
+
+def canon_text(
+    *,
+    seq: int,
+    change_id: int,
+    tenant_id: str | None,
+    table_name: str,
+    operation: str,
+    row_pk: Any,
+    old_pk: Any,
+    old_commit: Mapping[str, str] | None,
+    new_commit: Mapping[str, str] | None,
+    changed_at: str,
+    actor: Any,
+    moved: str | None,
+) -> str:
+    """The jsonb text of the change's canonical object (commitments in place of images).
+
+    Its keys in jsonb's order, written out: this runs once per change.
+    """
+    t = jsonb_text
+    return (
+        f'{{"v": {VERSION}, "id": {t(change_id)}, "seq": {t(seq)}, "actor": {t(actor)},'
+        f' "moved": {t(moved)}, "old_pk": {t(old_pk)}, "row_pk": {t(row_pk)},'
+        f' "new_data": {t(new_commit)}, "old_data": {t(old_commit)},'
+        f' "operation": {t(operation)}, "tenant_id": {t(tenant_id)},'
+        f' "changed_at": {t(changed_at)}, "table_name": {t(table_name)}}}'
+    )
+
+
+def link(prev: bytes, canon: str) -> bytes:
+    """hash(seq) = sha256(hash(seq - 1) || canon)."""
+    return hashlib.sha256(prev + canon.encode()).digest()
+
+
+def commit_image(
+    secret: bytes, change_id: int, side: str, image: Mapping[str, Any] | None
+) -> dict[str, str] | None:
+    """commit(img, side) with the salts derived from the secret (the export's side)."""
+    if image is None:
+        return None
+    return {c: commitment(salt(secret, change_id, side, c), v) for c, v in image.items()}
