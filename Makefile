@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Strict editable installs link each file, so a new module needs a reinstall.
-PACKAGE_FILES := $(shell find core triggers cli daemon export -name '*.py' -o -name '*.sql' -o -name py.typed 2>/dev/null)
+PACKAGE_FILES := $(shell find core triggers cli daemon -name '*.py' -o -name '*.sql' -o -name py.typed 2>/dev/null)
 
 .PHONY: demo test lint bench clean
 
