@@ -31,10 +31,15 @@ FROM pg_catalog.generate_series(1, %(n)s) AS g
 SELECT simtrail.seal_batch(%(limit)s) AS result
 
 -- name: canon_only
--- The encoding alone, over every original: how much of a seal it is.
-SELECT pg_catalog.count(simtrail.change_canon(k.secret, 1, c.id, c.tenant_id, c.table_name,
-           c.operation, c.row_pk, c.old_pk, c.old_data, c.new_data, c.changed_at, NULL, c.moved))
-FROM simtrail.changes AS c, simtrail.seal_secret AS k
+-- The encoding alone, over every original, as seal_batch runs it (rendered
+-- inline; the actor left NULL): how much of a seal it is.
+DO $$
+BEGIN
+    EXECUTE 'SELECT pg_catalog.count(' || simtrail.render_canon('c', '1', 'k.secret')
+        || ') FROM (SELECT c.*, NULL::jsonb AS actor FROM simtrail.changes AS c) AS c,'
+        || ' simtrail.seal_secret AS k';
+END
+$$
 
 -- name: hash_only
 -- One sha256 per change over text of the canonical encoding's size.
@@ -65,18 +70,12 @@ SELECT (pg_catalog.sum(coalesce((SELECT pg_catalog.count(*) FROM pg_catalog.json
 FROM simtrail.changes AS c
 
 -- name: commitments_only
--- The column commitments alone, written out as seal_batch writes them.
-SELECT pg_catalog.count(pg_catalog.jsonb_build_object(
-    'old_data', CASE WHEN c.old_data IS NOT NULL THEN (
-        SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
-            pg_catalog.encode(pg_catalog.sha256(pg_catalog.substring(pg_catalog.sha256(
-                k.secret || pg_catalog.convert_to(c.id::text || '/old/' || e.key, 'UTF8')), 1, 16)
-                || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
-        FROM pg_catalog.jsonb_each(c.old_data) AS e) END,
-    'new_data', (
-        SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
-            pg_catalog.encode(pg_catalog.sha256(pg_catalog.substring(pg_catalog.sha256(
-                k.secret || pg_catalog.convert_to(c.id::text || '/new/' || e.key, 'UTF8')), 1, 16)
-                || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
-        FROM pg_catalog.jsonb_each(c.new_data) AS e))::text)
-FROM simtrail.changes AS c, simtrail.seal_secret AS k
+-- The column commitments alone, rendered as seal_batch runs them.
+DO $$
+BEGIN
+    EXECUTE 'SELECT pg_catalog.count(pg_catalog.jsonb_build_object(''old_data'', '
+        || simtrail.render_commitments('c', 'old', 'k.secret') || ', ''new_data'', '
+        || simtrail.render_commitments('c', 'new', 'k.secret')
+        || ')::text) FROM simtrail.changes AS c, simtrail.seal_secret AS k';
+END
+$$

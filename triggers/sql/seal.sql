@@ -22,33 +22,64 @@ $$;
 -- a value and still let the chain be checked; the salt is keyed by the
 -- database's secret, so a withheld value cannot be found by guessing.
 -- xact_id is left out on purpose: a rebase after a restore rewrites it.
--- jsonb_object over two arrays builds the same object as jsonb_object_agg
--- in about half the time, which is most of a seal's cost.
+--
+-- The encoding is kept as SQL text, rendered here and nowhere else:
+-- seal_batch and verify_chains run it inline over their rows (a call per
+-- change through a definer function, with its pinned search_path, costs
+-- more than the encoding itself), and change_canon runs it for one change.
+-- render_commitments gives one image's commitments: p_row is the alias of
+-- a row with columns id and <p_side>_data, p_secret an expression for the
+-- secret. jsonb_object over two arrays builds the same object as
+-- jsonb_object_agg in about half the time, which is most of a seal's cost.
+CREATE OR REPLACE FUNCTION simtrail.render_commitments(p_row text, p_side text, p_secret text)
+RETURNS text
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.format($r$CASE WHEN %1$s.%2$s_data IS NOT NULL THEN coalesce(
+        (SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
+             pg_catalog.encode(pg_catalog.sha256(
+                 pg_catalog.substring(pg_catalog.sha256(%3$s || pg_catalog.convert_to(
+                     %1$s.id::text || '/%2$s/' || e.key, 'UTF8')), 1, 16)
+                 || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
+         FROM pg_catalog.jsonb_each(%1$s.%2$s_data) AS e), '{}'::jsonb) END$r$,
+        p_row, p_side, p_secret)
+$$;
+
+-- The whole encoding of the row p_row (the log's columns, with actor) at
+-- chain position p_seq (an expression), as text.
+CREATE OR REPLACE FUNCTION simtrail.render_canon(p_row text, p_seq text, p_secret text)
+RETURNS text
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.format($r$pg_catalog.jsonb_build_object(
+        'v', 1, 'seq', %2$s, 'id', %1$s.id, 'tenant_id', %1$s.tenant_id,
+        'table_name', %1$s.table_name, 'operation', %1$s.operation,
+        'row_pk', %1$s.row_pk, 'old_pk', %1$s.old_pk,
+        'old_data', %3$s, 'new_data', %4$s,
+        'changed_at', pg_catalog.to_char(%1$s.changed_at AT TIME ZONE 'UTC',
+                                         'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'actor', %1$s.actor, 'moved', %1$s.moved)::text$r$,
+        p_row, p_seq, simtrail.render_commitments(p_row, 'old', p_secret),
+        simtrail.render_commitments(p_row, 'new', p_secret))
+$$;
+
+-- One change's encoding: the reference tests and docs/CHAIN.md point to.
 CREATE OR REPLACE FUNCTION simtrail.change_canon(
     p_secret bytea, p_seq bigint, p_id bigint, p_tenant_id text, p_table_name text,
     p_operation text, p_row_pk jsonb, p_old_pk jsonb, p_old_data jsonb, p_new_data jsonb,
     p_changed_at timestamptz, p_actor jsonb, p_moved text)
 RETURNS text
-LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_catalog.jsonb_build_object(
-        'v', 1, 'seq', p_seq, 'id', p_id, 'tenant_id', p_tenant_id, 'table_name', p_table_name,
-        'operation', p_operation, 'row_pk', p_row_pk, 'old_pk', p_old_pk,
-        'old_data', CASE WHEN p_old_data IS NOT NULL THEN coalesce(
-            (SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
-                 pg_catalog.encode(pg_catalog.sha256(
-                     pg_catalog.substring(pg_catalog.sha256(p_secret || pg_catalog.convert_to(
-                         p_id::text || '/old/' || e.key, 'UTF8')), 1, 16)
-                     || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
-             FROM pg_catalog.jsonb_each(p_old_data) AS e), '{}'::jsonb) END,
-        'new_data', CASE WHEN p_new_data IS NOT NULL THEN coalesce(
-            (SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
-                 pg_catalog.encode(pg_catalog.sha256(
-                     pg_catalog.substring(pg_catalog.sha256(p_secret || pg_catalog.convert_to(
-                         p_id::text || '/new/' || e.key, 'UTF8')), 1, 16)
-                     || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
-             FROM pg_catalog.jsonb_each(p_new_data) AS e), '{}'::jsonb) END,
-        'changed_at', simtrail.chain_time(p_changed_at),
-        'actor', p_actor, 'moved', p_moved)::text
+LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_canon text;
+BEGIN
+    EXECUTE 'SELECT ' || simtrail.render_canon('c', '$2', '$1')
+        || ' FROM (SELECT $3 AS id, $4 AS tenant_id, $5 AS table_name, $6 AS operation,'
+        || ' $7 AS row_pk, $8 AS old_pk, $9 AS old_data, $10 AS new_data,'
+        || ' $11 AS changed_at, $12 AS actor, $13 AS moved) AS c'
+    INTO v_canon
+    USING p_secret, p_seq, p_id, p_tenant_id, p_table_name, p_operation, p_row_pk, p_old_pk,
+          p_old_data, p_new_data, p_changed_at, p_actor, p_moved;
+    RETURN v_canon;
+END
 $$;
 
 -- The salt of each column of one image, for an export that discloses values
@@ -189,11 +220,14 @@ BEGIN
 
     -- Candidates with their chain position; heads are joined on a key that
     -- treats the tenantless chain as one value, so the join can hash.
-    FOR r IN
+    -- The query is rendered (for the encoding, see render_canon) and run with
+    -- its values as parameters: $1 secret, $2 sweeping, $3 next id, $4 and $5
+    -- the xid window, $6 the generation's first id, $7 the batch size.
+    FOR r IN EXECUTE pg_catalog.format($q$
         WITH cand AS (
             SELECT c.id, c.tenant_id, c.table_name, c.operation, c.row_pk, c.old_pk, c.old_data,
                    c.new_data, c.changed_at, c.moved,
-                   CASE WHEN c.id >= v_gen_first
+                   CASE WHEN c.id >= $6
                         THEN (SELECT x.actor FROM simtrail.transactions AS x WHERE x.xact_id = c.xact_id)
                         ELSE (SELECT x.actor FROM simtrail.transactions_history AS x
                               WHERE x.xact_id = c.xact_id AND x.generation = (
@@ -201,21 +235,21 @@ BEGIN
                                   WHERE g.first_change_id <= c.id
                                   ORDER BY g.generation DESC LIMIT 1)) END AS actor
             FROM simtrail.changes AS c
-            WHERE NOT v_sweep AND c.id >= st.next_id AND c.net_count IS NULL
-              AND c.xact_id >= st.xid_lo AND c.xact_id < st.xid_hi
+            WHERE NOT $2 AND c.id >= $3 AND c.net_count IS NULL
+              AND c.xact_id >= $4 AND c.xact_id < $5
             UNION ALL
             SELECT c.id, c.tenant_id, c.table_name, c.operation, c.row_pk, c.old_pk, c.old_data,
                    c.new_data, c.changed_at, c.moved,
                    coalesce(
                        (SELECT x.actor FROM simtrail.transactions AS x
-                        WHERE x.xact_id = c.xact_id AND c.id >= v_gen_first),
+                        WHERE x.xact_id = c.xact_id AND c.id >= $6),
                        (SELECT x.actor FROM simtrail.transactions_history AS x
-                        WHERE x.xact_id = c.xact_id AND c.id < v_gen_first AND x.generation = (
+                        WHERE x.xact_id = c.xact_id AND c.id < $6 AND x.generation = (
                             SELECT g.generation FROM simtrail.clusters AS g
                             WHERE g.first_change_id <= c.id ORDER BY g.generation DESC LIMIT 1)))
             FROM simtrail.changes AS c
-            WHERE v_sweep AND c.id >= st.next_id AND c.net_count IS NULL
-              AND (c.id < v_gen_first OR c.xact_id < st.xid_hi)
+            WHERE $2 AND c.id >= $3 AND c.net_count IS NULL
+              AND (c.id < $6 OR c.xact_id < $5)
               AND NOT EXISTS (SELECT 1 FROM simtrail.seals AS s WHERE s.change_id = c.id)
             UNION ALL
             -- Compaction archives only sealed rows; unsealed archive rows
@@ -223,9 +257,9 @@ BEGIN
             SELECT a.id, a.tenant_id, a.table_name, a.operation, a.row_pk, a.old_pk, a.old_data,
                    a.new_data, a.changed_at, a.moved, a.actor
             FROM simtrail.archive AS a
-            WHERE v_sweep AND a.id >= st.next_id
+            WHERE $2 AND a.id >= $3
               AND NOT EXISTS (SELECT 1 FROM simtrail.seals AS s WHERE s.change_id = a.id)
-            ORDER BY 1 LIMIT p_limit
+            ORDER BY 1 LIMIT $7
         ), heads AS (
             SELECT t.tnull, t.tkey, coalesce(h.seq, 0) AS seq, coalesce(h.hash, simtrail.chain_zero()) AS hash
             FROM (SELECT DISTINCT c.tenant_id IS NULL AS tnull, coalesce(c.tenant_id, '') AS tkey
@@ -241,32 +275,11 @@ BEGIN
             JOIN heads AS h ON h.tnull = (c.tenant_id IS NULL) AND h.tkey = coalesce(c.tenant_id, '')
         )
         SELECT n.id, n.tenant_id, n.seq, n.head_hash, n.changed_at,
-               -- simtrail.change_canon, written out: a call per change through a
-               -- definer function (and its pinned search_path) costs more than
-               -- the encoding itself.
-               pg_catalog.jsonb_build_object(
-                   'v', 1, 'seq', n.seq, 'id', n.id, 'tenant_id', n.tenant_id,
-                   'table_name', n.table_name, 'operation', n.operation,
-                   'row_pk', n.row_pk, 'old_pk', n.old_pk,
-                   'old_data', CASE WHEN n.old_data IS NOT NULL THEN coalesce(
-                   (SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
-                        pg_catalog.encode(pg_catalog.sha256(
-                            pg_catalog.substring(pg_catalog.sha256(v_secret || pg_catalog.convert_to(
-                                n.id::text || '/old/' || e.key, 'UTF8')), 1, 16)
-                            || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
-                    FROM pg_catalog.jsonb_each(n.old_data) AS e), '{}'::jsonb) END,
-                   'new_data', CASE WHEN n.new_data IS NOT NULL THEN coalesce(
-                   (SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
-                        pg_catalog.encode(pg_catalog.sha256(
-                            pg_catalog.substring(pg_catalog.sha256(v_secret || pg_catalog.convert_to(
-                                n.id::text || '/new/' || e.key, 'UTF8')), 1, 16)
-                            || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
-                    FROM pg_catalog.jsonb_each(n.new_data) AS e), '{}'::jsonb) END,
-                   'changed_at', pg_catalog.to_char(n.changed_at AT TIME ZONE 'UTC',
-                                                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   'actor', n.actor, 'moved', n.moved)::text AS canon
+               %s AS canon
         FROM numbered AS n
         ORDER BY n.tenant_id COLLATE "C" NULLS FIRST, n.id
+    $q$, simtrail.render_canon('n', 'n.seq', '$1'))
+    USING v_secret, v_sweep, st.next_id, st.xid_lo, st.xid_hi, v_gen_first, p_limit
     LOOP
         IF NOT v_started OR r.tenant_id IS DISTINCT FROM v_tenant THEN
             v_hash := r.head_hash;

@@ -146,32 +146,11 @@ BEGIN
     END IF;
 
     -- Each chain, seal by seal from its anchor, in one ordered pass.
-    FOR r IN
-        WITH o AS (SELECT * FROM simtrail.chain_originals(p_tenant, p_all))
+    -- Rendered like seal_batch's query: $1 secret, $2 tenant, $3 every chain.
+    FOR r IN EXECUTE pg_catalog.format($q$
+        WITH o AS (SELECT * FROM simtrail.chain_originals($2, $3))
         SELECT t.tenant_id, s.seq, s.change_id, s.hash AS sealed, (o.id IS NOT NULL) AS present,
-               -- simtrail.change_canon written out, as in seal_batch (tests hold
-               -- all three to the same hashes).
-               CASE WHEN o.id IS NOT NULL THEN pg_catalog.jsonb_build_object(
-                   'v', 1, 'seq', s.seq, 'id', o.id, 'tenant_id', o.tenant_id,
-                   'table_name', o.table_name, 'operation', o.operation,
-                   'row_pk', o.row_pk, 'old_pk', o.old_pk,
-                   'old_data', CASE WHEN o.old_data IS NOT NULL THEN coalesce(
-                   (SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
-                        pg_catalog.encode(pg_catalog.sha256(
-                            pg_catalog.substring(pg_catalog.sha256(v_secret || pg_catalog.convert_to(
-                                o.id::text || '/old/' || e.key, 'UTF8')), 1, 16)
-                            || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
-                    FROM pg_catalog.jsonb_each(o.old_data) AS e), '{}'::jsonb) END,
-                   'new_data', CASE WHEN o.new_data IS NOT NULL THEN coalesce(
-                   (SELECT pg_catalog.jsonb_object(pg_catalog.array_agg(e.key), pg_catalog.array_agg(
-                        pg_catalog.encode(pg_catalog.sha256(
-                            pg_catalog.substring(pg_catalog.sha256(v_secret || pg_catalog.convert_to(
-                                o.id::text || '/new/' || e.key, 'UTF8')), 1, 16)
-                            || pg_catalog.convert_to(e.value::text, 'UTF8')), 'hex')))
-                    FROM pg_catalog.jsonb_each(o.new_data) AS e), '{}'::jsonb) END,
-                   'changed_at', pg_catalog.to_char(o.changed_at AT TIME ZONE 'UTC',
-                                                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   'actor', o.actor, 'moved', o.moved)::text END AS canon
+               CASE WHEN o.id IS NOT NULL THEN %s END AS canon
         FROM (SELECT h.tenant_id FROM simtrail.chain_heads AS h
               UNION SELECT s.tenant_id FROM simtrail.seals AS s) AS t
         -- A key that makes the tenantless chain one value, so the join can hash.
@@ -179,8 +158,10 @@ BEGIN
                ON (s.tenant_id IS NULL) = (t.tenant_id IS NULL)
               AND coalesce(s.tenant_id, '') = coalesce(t.tenant_id, '')
         LEFT JOIN o ON o.id = s.change_id
-        WHERE p_all OR t.tenant_id IS NOT DISTINCT FROM p_tenant
+        WHERE $3 OR t.tenant_id IS NOT DISTINCT FROM $2
         ORDER BY t.tenant_id COLLATE "C" NULLS FIRST, s.seq
+    $q$, simtrail.render_canon('o', 's.seq', '$1'))
+    USING v_secret, p_tenant, p_all
     LOOP
         IF NOT v_started OR r.tenant_id IS DISTINCT FROM v_tenant THEN
             IF v_started THEN
