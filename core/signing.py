@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,29 +79,31 @@ def generate(out: Path) -> tuple[Path, Path, str]:
     return out, pub, key_id(public)
 
 
-def load_signer(path: Path) -> Signer:
+def _read_key(path: Path, what: str, load: Callable[[bytes], object]) -> object:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read signing key {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        return load(data)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path} is not an unencrypted PEM private key: {exc}") from None
+        raise ConfigError(f"{path} is not {_PEM_KIND[what]}: {exc}") from None
+
+
+_PEM_KIND = {"signing key": "an unencrypted PEM private key", "public key": "a PEM public key"}
+
+
+def load_signer(path: Path) -> Signer:
+    key = _read_key(
+        path, "signing key", lambda data: serialization.load_pem_private_key(data, password=None)
+    )
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{path} holds a private key that is not Ed25519")
     return Signer(key)
 
 
 def load_public(path: Path) -> Ed25519PublicKey:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read public key {path}: {exc.strerror}") from None
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a PEM public key: {exc}") from None
+    key = _read_key(path, "public key", serialization.load_pem_public_key)
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"{path} holds a public key that is not Ed25519")
     return key
