@@ -1,4 +1,4 @@
-"""``python -m bench``: measure capture cost and write it into BENCHMARKS.md."""
+"""``python -m bench``: run the benchmarks and write each one's section of BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from bench import (
     capture,
     clone_report,
     compaction_report,
+    export,
     machine,
     report,
     rewind,
     rewind_report,
+    seal,
     server,
 )
 from simtrail.errors import SimtrailError
@@ -44,8 +46,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--dsn",
-        help="admin DSN of the server to measure on (needs CREATEDB). Default: "
-        "$DATABASE_URL, else the local server at 127.0.0.1:5432 if it answers, "
+        help="admin DSN of the server to measure on (needs CREATEDB), or `embedded`. "
+        "Default: $DATABASE_URL, else the local server at 127.0.0.1:5432 if it answers, "
         "else an embedded PostgreSQL.",
     )
     parser.add_argument(
@@ -64,8 +66,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("capture", "rewind", "compaction", "clone"),
-        help="run one benchmark (default: capture, then rewind, then compaction, then clone)",
+        choices=("capture", "rewind", "compaction", "clone", "seal", "export"),
+        help="run one benchmark (default: capture, rewind, compaction, clone, seal, export)",
     )
     parser.add_argument(
         "--no-anatomy",
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         ("rewind", run_rewind),
         ("compaction", compaction_report.job),
         ("clone", clone_report.job),
+        ("seal", seal.job),
+        ("export", export.job),
     ):
         if args.only not in (None, name):
             continue

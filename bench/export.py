@@ -1,11 +1,12 @@
-"""``python -m bench.export``: export and verify rates, and the export's peak memory
-as the history grows (issue 11: export >= 100k changes/s to JSONL, verify >= 200k
-lines/s, memory flat).
+"""The Export and verify section of BENCHMARKS.md (issue 11): export and verify
+rates, and the export's peak memory as the history grows.
 
 The history is charted vitals (ten-column images) through the real capture
-triggers, sealed, then exported and verified at each size in a fresh child
-process, so each size's peak RSS is its own. Prints a Markdown section; the lead
-copies it into BENCHMARKS.md.
+triggers, sealed, then exported to JSONL and verified at each size, each run
+in a fresh child process (bench/export_child.py) so each run's peak RSS is
+its own. One more export and verify of the smallest size run under cProfile
+for the section's profile. `python -m bench --only export` writes the
+section; `python -m bench.export` prints it.
 """
 
 from __future__ import annotations
@@ -13,141 +14,250 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from bench.server import Scratch, say, server
+from bench import machine
+from bench.report import X, median
+from bench.seal import stalled
+from bench.server import Scratch, chosen_plan, say, server
 from bench.sql import query
-from simtrail import embedded
 from simtrail.clinic import seed
 from simtrail.db import connect
+from simtrail.errors import SimtrailError
 from simtrail.triggers import installer
 
-EXPORT_TARGET = 100_000
-VERIFY_TARGET = 200_000
+EXPORT_TARGET = 100_000  # changes/s to JSONL
+VERIFY_TARGET = 200_000  # lines/s
+# Peak memory counts as flat when the largest history's peak is at most this
+# many times the smallest's (the interpreter and its imports are most of it).
+FLAT = 1.25
 CHUNK = 50_000
-
-_CHILD_EXPORT = """
-import json, resource, sys, time
-from pathlib import Path
-from simtrail.db import connect
-from simtrail.export import writer
-dsn, out = sys.argv[1], Path(sys.argv[2])
-start = time.perf_counter()
-report = writer.export(lambda p, a: connect(dsn, p, autocommit=a), out, writer.Filters())
-print(json.dumps({"seconds": time.perf_counter() - start, "lines": report["changes"],
-                  "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
-"""
-
-_CHILD_VERIFY = """
-import json, resource, sys, time
-from pathlib import Path
-from simtrail.export import verify
-start = time.perf_counter()
-report = verify.verify(Path(sys.argv[1]))
-print(json.dumps({"seconds": time.perf_counter() - start, "lines": report.lines,
-                  "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
-"""
+REPO = Path(__file__).resolve().parent.parent
 
 
-def _child(code: str, *args: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          check=False)
+@dataclass(frozen=True)
+class Plan:
+    sizes: tuple[int, ...]
+    repeats: int
+
+
+FULL = Plan(sizes=(100_000, 300_000, 1_000_000), repeats=3)
+QUICK = Plan(sizes=(5_000, 10_000), repeats=1)
+
+
+@dataclass
+class Run:
+    seconds: float
+    lines: int
+    rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.lines / self.seconds
+
+
+@dataclass
+class Size:
+    changes: int
+    file_mb: float
+    exports: list[Run] = field(default_factory=list)
+    verifies: list[Run] = field(default_factory=list)
+
+
+@dataclass
+class Results:
+    sizes: list[Size]
+    export_top: list[dict[str, Any]]
+    verify_top: list[dict[str, Any]]
+    profiled: int
+
+
+def _child(*args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.export_child", *args],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )
     if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+        raise SimtrailError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
-def _grow(dsn: str, rows: int) -> float:
-    """Chart `rows` vitals and seal them; the seconds sealing took."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+def _run(result: dict[str, Any]) -> Run:
+    return Run(result["seconds"], result["lines"], result["rss_kb"] / 1024)
+
+
+def _grow(dsn: str, rows: int) -> None:
+    """Chart `rows` vitals through the capture triggers and seal them."""
+    with connect(dsn, "bench export history", statement_timeout_ms=0) as conn:
         left = rows
         while left > 0:
             conn.execute(query("export.sql", "vitals_history"), {"rows": min(CHUNK, left)})
             left -= CHUNK
-        start = time.perf_counter()
         while True:
             row = conn.execute(query("export.sql", "seal_batch"), {"limit": 50_000}).fetchone()
             assert row is not None
-            if row[0]["done"]:
-                return time.perf_counter() - start
+            if row["r"]["done"]:
+                return
 
 
-def measure(dsn: str, sizes: list[int], workdir: Path) -> list[dict[str, Any]]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        seed.apply_schema(conn)
+def _sealed(dsn: str) -> int:
     with connect(dsn, "bench export") as conn:
+        row = conn.execute(query("export.sql", "sealed")).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def run(dsn: str, plan: Plan, workdir: Path) -> Results:
+    with connect(dsn, "bench export setup", statement_timeout_ms=0) as conn:
+        seed.apply_schema(conn)
         installer.install(conn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
         seed.seed_tenants(conn, tenants=6, patients_per_tenant=8, rng=random.Random(11))
-    results = []
-    for size in sizes:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            have = int(conn.execute(query("export.sql", "sealed")).fetchone()[0])  # type: ignore[index]
-        say(f"growing the history to {size} changes")
-        _grow(dsn, max(size - have, 0))
+    _grow(dsn, 0)  # the seed's own changes count towards the first size
+    sizes: list[Size] = []
+    tops: dict[str, list[dict[str, Any]]] = {}
+    for size in sorted(plan.sizes):
+        say(f"bench: export, growing the history to {size:,} changes")
+        _grow(dsn, max(size - _sealed(dsn), 0))
+        if _sealed(dsn) < size:
+            raise SimtrailError(stalled(_sealed(dsn), size))
         out = workdir / f"export_{size}"
-        say(f"exporting {size}")
-        ex = _child(_CHILD_EXPORT, dsn, str(out))
-        say(f"verifying {size}")
-        ve = _child(_CHILD_VERIFY, str(out))
-        size_mb = (out / "changes.jsonl").stat().st_size / 1e6
-        results.append({"changes": ex["lines"], "export_s": ex["seconds"],
-                        "export_rate": ex["lines"] / ex["seconds"],
-                        "export_rss_mb": ex["rss_kb"] / 1024, "verify_s": ve["seconds"],
-                        "verify_rate": ve["lines"] / ve["seconds"],
-                        "verify_rss_mb": ve["rss_kb"] / 1024, "file_mb": size_mb})
-    return results
+        measured: Size | None = None
+        for repeat in range(plan.repeats):
+            say(f"bench: export and verify {size:,}, repeat {repeat + 1} of {plan.repeats}")
+            shutil.rmtree(out, ignore_errors=True)
+            exported = _run(_child("export", dsn, str(out)))
+            if measured is None:
+                measured = Size(exported.lines, (out / "changes.jsonl").stat().st_size / 1e6)
+            measured.exports.append(exported)
+            measured.verifies.append(_run(_child("verify", str(out))))
+        assert measured is not None
+        sizes.append(measured)
+        if not tops:
+            say(f"bench: export and verify {size:,} under cProfile")
+            shutil.rmtree(out, ignore_errors=True)
+            tops["export"] = _child("export", dsn, str(out), "--profile")["top"]
+            tops["verify"] = _child("verify", str(out), "--profile")["top"]
+        shutil.rmtree(out, ignore_errors=True)
+    return Results(sizes, tops["export"], tops["verify"], sizes[0].changes)
 
 
-def section(results: list[dict[str, Any]], where: str) -> str:
-    rows = "\n".join(
-        f"| {r['changes']:,} | {r['export_rate']:,.0f} | {r['export_rss_mb']:.0f} |"
-        f" {r['verify_rate']:,.0f} | {r['verify_rss_mb']:.0f} | {r['file_mb']:.0f} |"
-        for r in results)
-    return (
-        "## Export and verify (issue 11)\n\n"
-        f"Charted vitals (ten-column images) on {where}; each size exported to JSONL and"
-        " verified in a fresh process. Targets: export ≥ 100,000 changes/s, verify ≥"
-        " 200,000 lines/s, peak memory flat as the history grows.\n\n"
-        "| changes | export /s | export peak RSS MB | verify lines/s | verify peak RSS MB |"
-        " changes.jsonl MB |\n|---:|---:|---:|---:|---:|---:|\n" + rows + "\n\n"
-        "Where the time goes (cProfile of a 22k-change export): per column of every"
-        " image one salt and one commitment (a sha256 each) and the value's jsonb text,"
-        " then the canonical text and the chain hash, which the export recomputes to"
-        " check each seal; the server's part (reading the log, the archive and the"
-        " seals through one cursor) is about a fifth. verify does the same per line,"
-        " less the salts. Both run in one Python process.\n"
+def job(args: argparse.Namespace) -> str:
+    """`python -m bench --only export`: measure and render the section."""
+    plan = chosen_plan(args, FULL, QUICK)
+    with (
+        tempfile.TemporaryDirectory(prefix="simtrail-bench-export-") as tmp,
+        server(args.dsn, args.datadir) as srv,
+        Scratch(srv.admin_dsn) as scratch,
+    ):
+        facts = machine.collect(srv.description)
+        say(f"bench: export on {srv.description}")
+        with connect(srv.admin_dsn, "bench export") as conn:
+            machine.add_server_facts(facts, conn)
+        results = run(scratch.create("export"), plan, Path(tmp))
+    facts.load_after = machine.load()
+    return section(results, srv.description, facts)
+
+
+def _verdict(rate: float, target: int) -> str:
+    return "yes" if rate >= target else f"**no**, {target / rate:.1f}{X} short"
+
+
+def _profile(top: list[dict[str, Any]]) -> list[str]:
+    return [
+        "| function | calls | own time | with callees |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| `{t['function']}` | {t['calls']:,} | {t['own_share']:.0%} |"
+            f" {t['cumulative_share']:.0%} |"
+            for t in top
+        ),
+    ]
+
+
+def section(results: Results, where: str, facts: machine.Machine | None = None) -> str:
+    rows = []
+    for s in results.sizes:
+        export_rate = median([r.rate for r in s.exports])
+        verify_rate = median([r.rate for r in s.verifies])
+        rows.append(
+            f"| {s.changes:,} | {export_rate:,.0f} | {_verdict(export_rate, EXPORT_TARGET)} |"
+            f" {max(r.rss_mb for r in s.exports):.0f} | {verify_rate:,.0f} |"
+            f" {_verdict(verify_rate, VERIFY_TARGET)} | {max(r.rss_mb for r in s.verifies):.0f} |"
+            f" {s.file_mb:,.0f} |"
+        )
+    first, last = results.sizes[0], results.sizes[-1]
+    growth = {
+        "export": max(r.rss_mb for r in last.exports) / max(r.rss_mb for r in first.exports),
+        "verify": max(r.rss_mb for r in last.verifies) / max(r.rss_mb for r in first.verifies),
+    }
+    flat = all(g <= FLAT for g in growth.values())
+    repeats = len(first.exports)
+    return "\n".join(
+        [
+            "## Export and verify",
+            "",
+            f"Charted vitals (ten-column images, through the capture triggers) on the {where},"
+            " sealed, then exported to JSONL (`simtrail export`) and verified offline"
+            " (`simtrail verify DIR`) at each size, each run in a fresh process. Rates are"
+            f" medians of {repeats} run(s); peak RSS is the largest of them. Targets"
+            f" (issue 11): export at least {EXPORT_TARGET:,} changes/s, verify at least"
+            f" {VERIFY_TARGET:,} lines/s, peak memory flat as the history grows.",
+            "",
+            "| changes | export changes/s | met | export peak RSS MiB | verify lines/s | met |"
+            " verify peak RSS MiB | changes.jsonl MB |",
+            "|---:|---:|---|---:|---:|---|---:|---:|",
+            *rows,
+            "",
+            f"Peak memory from {first.changes:,} to {last.changes:,} changes: export"
+            f" {growth['export']:.2f}{X}, verify {growth['verify']:.2f}{X}"
+            f" ({'flat' if flat else 'not flat'}: the bound is {FLAT}{X}). Both stream: the"
+            " export reads one snapshot through a server-side cursor and writes line by"
+            " line, and verify reads a line at a time.",
+            "",
+            "Where the time goes. Both are one Python process. The export recomputes each"
+            " change's canonical text and chain hash to check it against its seal: per"
+            " image column a salt and a commitment (one sha256 each) and the value's"
+            " jsonb text. Verify does the same per line, less the salts. The cProfile of"
+            f" one export and one verify of {results.profiled:,} changes, by time spent in"
+            " each function itself (cProfile's own overhead inflates the many small"
+            " calls):",
+            "",
+            "Export:",
+            "",
+            *_profile(results.export_top),
+            "",
+            "Verify:",
+            "",
+            *_profile(results.verify_top),
+            "",
+            *(machine.section(facts) if facts is not None else []),
+        ]
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__)
     parser.add_argument("--dsn", help="admin DSN (needs CREATEDB); default as python -m bench")
-    parser.add_argument("--embedded", action="store_true",
-                        help="measure on an embedded PostgreSQL of its own")
     parser.add_argument("--sizes", default="100000,300000,1000000",
-                        help="history sizes, comma-separated, ascending")
+                        help="history sizes, comma-separated")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--datadir", type=Path,
+                        default=REPO / ".simtrail" / "bench-pg")
     args = parser.parse_args(argv)
-    sizes = sorted(int(s) for s in args.sizes.split(","))
-    with tempfile.TemporaryDirectory(prefix="simtrail-bench-export-") as tmp, ExitStack() as st:
-        work = Path(tmp)
-        if args.embedded:
-            admin, where = embedded.start(work / "pg", st), "an embedded PostgreSQL"
-        else:
-            srv = st.enter_context(server(args.dsn, work / "pg"))
-            admin, where = srv.admin_dsn, srv.description
-        with Scratch(admin) as scratch:
-            results = measure(scratch.create("export"), sizes, work)
-    print(section(results, where))
+    plan = Plan(tuple(int(s) for s in args.sizes.split(",")), args.repeats)
+    with (
+        tempfile.TemporaryDirectory(prefix="simtrail-bench-export-") as tmp,
+        server(args.dsn, args.datadir) as srv,
+        Scratch(srv.admin_dsn) as scratch,
+    ):
+        results = run(scratch.create("export"), plan, Path(tmp))
+    print(section(results, srv.description))
 
 
 if __name__ == "__main__":

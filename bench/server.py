@@ -40,14 +40,15 @@ def _answers(dsn: str) -> bool:
 
 @contextmanager
 def server(dsn: str | None, datadir: Path) -> Iterator[Server]:
-    """--dsn, else $DATABASE_URL, else the local server if it answers, else embedded."""
-    if dsn:
+    """--dsn (`embedded` for the embedded server), else $DATABASE_URL, else the
+    local server if it answers, else embedded."""
+    if dsn and dsn != "embedded":
         yield Server(dsn, f"--dsn {redact(dsn)}")
         return
     if env := os.environ.get("DATABASE_URL"):
         yield Server(env, f"$DATABASE_URL ({redact(env)})")
         return
-    if _answers(LOCAL_DSN):
+    if dsn is None and _answers(LOCAL_DSN):
         yield Server(LOCAL_DSN, f"local server ({LOCAL_DSN})")
         return
     with ExitStack() as stack:

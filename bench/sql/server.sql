@@ -24,5 +24,6 @@ SELECT pg_catalog.version() AS version,
        pg_catalog.current_setting('max_wal_size') AS max_wal_size,
        pg_catalog.current_setting('autovacuum') AS autovacuum,
        pg_catalog.current_setting('jit') AS jit,
-       pg_catalog.current_setting('lc_collate') AS lc_collate,
+       (SELECT d.datcollate FROM pg_catalog.pg_database AS d
+        WHERE d.datname = pg_catalog.current_database()) AS lc_collate,
        pg_catalog.inet_server_addr() IS NULL AS unix_socket
