@@ -311,6 +311,34 @@ def test_the_summary_page_is_self_contained(out: Path) -> None:
     assert json.loads((out / "manifest.json").read_text())["files"][1]["name"] == "summary.html"
 
 
+def _status(directory: Path) -> str:
+    page = (directory / "summary.html").read_text("utf-8")
+    start = page.index("Verification status")
+    return page[start:page.index("</p>", start)]
+
+
+def test_the_summary_status_states_what_was_checked(sealed: Database, out: Path,
+                                                     tmp_path: Path) -> None:
+    """The status line is the writer's own counts, key and link, never fixed text."""
+    count = sealed.sql("SELECT count(*) AS n FROM simtrail.seals")[0]["n"]
+    chains = sealed.sql("SELECT count(*) AS n FROM simtrail.chain_heads")[0]["n"]
+    first = _status(out)
+    assert f"{count} change(s) in {chains} chain(s) were re-encoded" in first
+    assert "not signed" in first and "previous export" not in first
+    ident = sealed.sql("SELECT system_identifier::text AS s FROM pg_control_system()")[0]["s"]
+    assert ident in first
+    # One more change, then a signed export that continues the first.
+    sealed.sql("UPDATE public.patients SET room_number = 'C-3'"
+               " WHERE id = (SELECT max(id::text)::uuid FROM public.patients)")
+    added = ek.seal(sealed)
+    key = _keys(tmp_path, "k")
+    ek.exported(sealed, tmp_path / "next", "--after", str(out), "--sign-key", str(key))
+    second = _status(tmp_path / "next")
+    assert f"{added} change(s) in" in second
+    assert ek.manifest(out)["record"]["hash"] in second
+    assert ek.manifest(tmp_path / "next")["signature"]["key_id"] in second
+
+
 def test_time_and_actor_filters(sealed: Database, tmp_path: Path) -> None:
     times = sealed.sql("SELECT min(changed_at) AS lo, max(changed_at) AS hi FROM simtrail.seals")[0]
     middle = times["lo"] + (times["hi"] - times["lo"]) / 2

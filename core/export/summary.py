@@ -37,6 +37,10 @@ class Stats:
     per_hour: Counter[dt.datetime] = field(default_factory=Counter)
     # (actor, table) -> [count, first, last]
     activity: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    # Changes whose hash the writer recomputed and found equal to its seal,
+    # and stubs of changes retention dropped, carried by a held seal.
+    recomputed: int = 0
+    held: int = 0
 
     def add(self, tenant: str | None, change: Change, at: dt.datetime) -> None:
         self.lines += 1
@@ -101,7 +105,43 @@ def _chart(per_hour: Counter[dt.datetime]) -> str:
             f" {step} hour(s) a bar.</p>")
 
 
-def html(stats: Stats, chains: list[dict[str, Any]], filters: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class Source:
+    """Where the export came from and how it is vouched for, for the status line."""
+
+    database: str | None
+    system_identifier: str | None
+    key_id: str | None
+    # The previous export's record hash, with --after.
+    continues: str | None
+
+
+def status(stats: Stats, chains: list[dict[str, Any]], source: Source) -> str:
+    """The verification status: what the writer checked, from its own counts."""
+    parts = [
+        f"Checked when this export was written: {stats.recomputed} change(s) in"
+        f" {len(chains)} chain(s) were re-encoded from the log and the archive, and each"
+        " hash matched its seal (the export stops at the first one that does not, so this"
+        " page exists only if all matched)."
+    ]
+    if stats.held:
+        parts.append(f" {stats.held} change(s) that retention dropped are carried by the seals"
+                     " their prune records hold.")
+    if source.continues is not None:
+        parts.append(" Each chain continues from the head of the previous export, whose"
+                     f" record hash is <code>{h.escape(source.continues)}</code>.")
+    parts.append(f" The manifest is signed with key <code>{h.escape(source.key_id)}</code>."
+                 if source.key_id is not None else
+                 " The manifest is not signed: nothing outside these files vouches for them.")
+    parts.append(f" Database <code>{h.escape(str(source.database))}</code>, system identifier"
+                 f" <code>{h.escape(str(source.system_identifier))}</code>.")
+    parts.append(" Check these files again, with no database, by <code>simtrail verify"
+                 " DIR</code>; this page is covered by the manifest's file hashes.")
+    return '<p class="ok">Verification status. ' + "".join(parts) + "</p>"
+
+
+def html(stats: Stats, chains: list[dict[str, Any]], filters: dict[str, Any],
+         source: Source) -> str:
     shown = {k: v for k, v in filters.items() if v not in (None, [], "jsonl")}
     chain_rows = [["(no tenant)" if c["tenant_id"] is None else c["tenant_id"], c["first_seq"],
                    c["last_seq"], c["lines"], c["stubs"]] for c in chains]
@@ -113,10 +153,7 @@ def html(stats: Stats, chains: list[dict[str, Any]], filters: dict[str, Any]) ->
         f"<p>{stats.lines} changes and {stats.stubs} stubs (changes the filters leave out,"
         " kept as sequence number and hash so the chain stays checkable).</p>",
         f"<p>Filters: {h.escape(str(shown) if shown else 'none')}.</p>",
-        '<p class="ok">Verification status: every line was checked against its seal in the'
-        " database when this export was written. Check these files yourself with"
-        " <code>simtrail verify DIR</code>; this page is covered by the manifest's"
-        " file hashes.</p>",
+        status(stats, chains, source),
         "<h2>Chains</h2>", _table(["tenant", "first seq", "last seq", "lines", "stubs"],
                                   chain_rows),
         "<h2>Changes per tenant</h2>",

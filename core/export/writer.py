@@ -117,7 +117,8 @@ def export(
             set_json_loads(canonical.loads, conn)
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
-            manifest = _write(conn, tmp, filters, previous, progress)
+            manifest = _write(conn, tmp, filters, previous, progress,
+                              None if key is None else key.key_id)
             conn.rollback()
         with connect("export record", False) as conn:
             record, signature = records.append(conn, manifest, key)
@@ -228,7 +229,7 @@ def _anchor(conn: Conn, tenant: str | None, lo: int) -> bytes:
 
 
 def _write(conn: Conn, tmp: Path, filters: Filters, previous: dict[str, Any] | None,
-           progress: Callable[[int], Any] | None) -> dict[str, Any]:
+           progress: Callable[[int], Any] | None, key_id: str | None) -> dict[str, Any]:
     secret_row = conn.execute(q("secret")).fetchone()
     if secret_row is None:
         raise SimtrailError("simtrail.seal_secret is empty: reinstall simtrail")
@@ -253,12 +254,17 @@ def _write(conn: Conn, tmp: Path, filters: Filters, previous: dict[str, Any] | N
             if plan.pruned is not None:
                 entry["pruned"] = plan.pruned
             chains.append(entry)
-    (tmp / ff.SUMMARY).write_text(summary.html(stats, chains, filters.as_json()),
-                                  encoding="utf-8")
     after = None
     if previous is not None:
         after = {"manifest_sha256": ff.core_sha256(previous),
                  "record_hash": previous["record"]["hash"]}
+    source = summary.Source(
+        database=ident.get("database"),
+        system_identifier=None if ident.get("system_identifier") is None
+        else str(ident["system_identifier"]),
+        key_id=key_id, continues=None if after is None else str(after["record_hash"]))
+    (tmp / ff.SUMMARY).write_text(summary.html(stats, chains, filters.as_json(), source),
+                                  encoding="utf-8")
     return {
         "format": ff.FORMAT, "version": ff.FORMAT_VERSION, "simtrail_version": __version__,
         "system_identifier": None if ident.get("system_identifier") is None
@@ -315,6 +321,7 @@ def _chain(conn: Conn, plan: Plan, secret: bytes, filters: Filters,
                 emit(ff.stub_line(seq, plan.tenant_id, bytes(row["hash"]).hex(),
                                   row["change_id"]))
                 stats.stubs += 1
+                stats.held += 1
                 prev, expected, lines, stubs = bytes(row["hash"]), seq + 1, lines + 1, stubs + 1
                 continue
             if seq != expected or not row["found"]:
@@ -330,6 +337,7 @@ def _chain(conn: Conn, plan: Plan, secret: bytes, filters: Filters,
                     f"tenant {plan.tenant_id!r} seq {seq} (change {row['change_id']}) does not"
                     " match its seal: the database was changed after sealing; run simtrail"
                     " verify --db")
+            stats.recomputed += 1
             if filters.shows(change.table_name, row["changed_at"], change.actor):
                 emit(ff.change_line(change))
                 stats.add(plan.tenant_id, change, row["changed_at"])
