@@ -21,9 +21,9 @@ SELECT (SELECT count(*) FROM simtrail.changes AS c WHERE c.net_count IS NULL
 def seal(db: Database, *, wait: float = 60.0) -> int:
     """Seal everything sealable; the number of originals sealed.
 
-    A transaction left open anywhere on the server (another suite's, on a
-    shared one) holds sealing back, since the seal's xmin is cluster-wide:
-    wait up to `wait` seconds for every committed change to be sealed.
+    A transaction left open in the test's database holds sealing back (the
+    seal's horizon, docs/CHAIN.md): wait up to `wait` seconds for every
+    committed change to be sealed.
     """
     total = 0
     deadline = time.monotonic() + wait

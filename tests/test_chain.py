@@ -77,6 +77,33 @@ def test_a_transaction_still_running_is_sealed_after_it_ends_not_behind(
     assert verify(db)[0] == 0
 
 
+def test_a_writer_open_in_another_database_does_not_hold_sealing(seeded_db: Database) -> None:
+    """The seal's horizon is this database's: a transaction left open elsewhere on
+    the server (it has an xid, so the cluster-wide xmin stays at it) cannot write
+    this log and must not stall sealing, nor compaction behind it. One open here,
+    even before it writes a change, holds it."""
+    db = seeded_db
+    seal(db)
+    patient = db.sql("SELECT id FROM public.patients ORDER BY id LIMIT 1")[0]["id"]
+    with db.server.admin() as elsewhere:
+        elsewhere.execute("BEGIN")
+        held = elsewhere.execute("SELECT pg_current_xact_id()::text").fetchone()
+        db.sql("UPDATE public.patients SET room_number = 'while open elsewhere' WHERE id = %s",
+               (patient,))
+        xmin = db.sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x")[0]["x"]
+        assert held is not None and int(xmin) <= int(held[0])
+        assert seal(db)["sealed"] == 1
+        elsewhere.execute("ROLLBACK")
+    with psycopg.connect(db.dsn) as here:
+        here.execute("SELECT pg_current_xact_id()")
+        db.sql("UPDATE public.patients SET room_number = 'while open here' WHERE id = %s",
+               (patient,))
+        assert seal(db)["sealed"] == 0
+        here.rollback()
+    assert seal(db)["sealed"] == 1
+    assert verify(db)[0] == 0
+
+
 def test_compaction_archives_only_sealed_originals_and_the_chain_survives(
     seeded_db: Database,
 ) -> None:

@@ -17,6 +17,49 @@ LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
     SELECT pg_catalog.to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
+-- The xid below which every transaction that could write this database's
+-- log has ended, and is visible to every later snapshot of this session.
+-- The snapshot's xmin would do, but it is cluster-wide: one writer left open
+-- in another database would hold sealing (and compaction, which folds only
+-- sealed rows) back for as long as it stays open. Of the transactions the
+-- snapshot saw running, one holds the horizon when it belongs here (a
+-- backend connected to this database, or a transaction prepared in it) or
+-- when it has ended since (its rows are invisible to this snapshot, so the
+-- next seal takes them). One that is still running and belongs to another
+-- database cannot write this log, and is passed over.
+CREATE OR REPLACE FUNCTION simtrail.seal_horizon()
+RETURNS xid8
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_snap pg_snapshot;
+    v_here xid[];
+    v_held xid8;
+    v_ended boolean;
+BEGIN
+    -- One that ended between the snapshot and the check is seen by a fresh
+    -- snapshot (each statement takes one): look again, a few times at most.
+    FOR i IN 1..3 LOOP
+        v_snap := pg_catalog.pg_current_snapshot();
+        -- Read after the snapshot, and afresh: backend status cached earlier
+        -- in this transaction would miss a writer that took its xid since.
+        PERFORM pg_catalog.pg_stat_clear_snapshot();
+        v_here := ARRAY(
+            SELECT a.backend_xid FROM pg_catalog.pg_stat_activity AS a
+            WHERE a.datname = pg_catalog.current_database() AND a.backend_xid IS NOT NULL
+            UNION ALL
+            SELECT p.transaction FROM pg_catalog.pg_prepared_xacts AS p
+            WHERE p.database = pg_catalog.current_database());
+        SELECT x, pg_catalog.xid(x) <> ALL (v_here) INTO v_held, v_ended
+        FROM pg_catalog.pg_snapshot_xip(v_snap) AS x
+        WHERE pg_catalog.xid(x) = ANY (v_here)
+           OR pg_catalog.pg_xact_status(x) IS DISTINCT FROM 'in progress'
+        ORDER BY x LIMIT 1;
+        EXIT WHEN v_held IS NULL OR NOT v_ended;
+    END LOOP;
+    RETURN coalesce(v_held, pg_catalog.pg_snapshot_xmax(v_snap));
+END
+$$;
+
 -- Canonical encoding v1 of one original change, the text its hash covers.
 -- Each image column becomes a salted commitment, so an export can withhold
 -- a value and still let the chain be checked; the salt is keyed by the
@@ -166,7 +209,7 @@ DECLARE
     st record;
     r record;
     v_secret bytea;
-    v_xmin xid8 := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+    v_xmin xid8 := simtrail.seal_horizon();
     v_gen integer;
     v_gen_first bigint;
     v_sweep boolean;
