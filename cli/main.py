@@ -458,7 +458,10 @@ def demo(app: App, data_dir: Path, demo_dsn: str | None, as_json: bool) -> None:
     the demo never creates a database on a server it was not asked to use.
     """
     say: Callable[[str], None] = (lambda _: None) if as_json else click.echo
-    result = clinic_demo.run(_asked_for(demo_dsn), data_dir.resolve(), say, on_connect=app.arrived)
+    result = clinic_demo.run(
+        _asked_for(demo_dsn), data_dir.resolve(), say, on_connect=app.arrived,
+        export_dir=data_dir.resolve().parent / "demo-export",
+    )
     if as_json:
         emit_json(result)
         return

@@ -13,7 +13,8 @@ from tests.conftest import Server
 def test_the_demo_launches_copies_and_resets_exactly(server: Server, tmp_path: Path) -> None:
     lines: list[str] = []
     try:
-        result = demo.run(server.admin_dsn, tmp_path, lines.append)
+        result = demo.run(server.admin_dsn, tmp_path, lines.append,
+                          export_dir=tmp_path / "export")
     finally:
         with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS simtrail_demo WITH (FORCE)")
@@ -29,3 +30,10 @@ def test_the_demo_launches_copies_and_resets_exactly(server: Server, tmp_path: P
     assert result["rewind"]["changes_undone"] > 0
     assert any(line.startswith("simtrail clone: launched") for line in lines)
     assert any(line.startswith("simtrail copy: duplicated patient") for line in lines)
+    # The auditor's step: the launched class's whole history, exported and
+    # verified offline, the reset's own changes included.
+    audit = result["audit"]
+    assert audit["verified"]["verified"] and audit["verified"]["chains"] == 1
+    assert audit["exported"] == audit["verified"]["lines"] > result["rewind"]["changes_undone"]
+    assert (tmp_path / "export" / "manifest.json").is_file()
+    assert any(line.startswith("simtrail verify ") for line in lines)

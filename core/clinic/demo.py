@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from simtrail import embedded
-from simtrail.clinic import seed
+from simtrail.clinic import demo_audit, seed
 from simtrail.daemon.settings import DaemonSettings
 from simtrail.daemon.worker import Worker
 from simtrail.db import connect, describe
@@ -97,8 +97,12 @@ def run(
     datadir: Path,
     say: Say,
     on_connect: Callable[[dict[str, Any]], None] = lambda _: None,
+    export_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """The whole demo; on_connect hears which database it builds, before it starts."""
+    """The whole demo; on_connect hears which database it builds, before it starts.
+
+    The class's compliance export goes to export_dir (default: beside datadir).
+    """
     rng = random.Random(2025)
     with demo_server(dsn, datadir, say) as admin_dsn:
         db_dsn = fresh_database(admin_dsn, on_connect)
@@ -200,6 +204,9 @@ def run(
                 for name in sorted(launched)
             ]
             status = inspect.status(conn)
+        audit = demo_audit.export_and_verify(
+            db_dsn, section, export_dir or datadir.parent / "demo-export", say
+        )
     return {
         "tenants": [str(t) for t in tenants],
         "launched": section,
@@ -211,6 +218,7 @@ def run(
         "rewind": rewind_report,
         "compaction": compaction,
         "proof": proof,
+        "audit": audit,
         "reset_exact": all(p["equal"] for p in proof),
         "launch_exact": launch["exact"],
         "other_classes_untouched": others_before == others_after,
