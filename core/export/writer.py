@@ -114,7 +114,7 @@ def export(
     tmp.mkdir()
     try:
         with connect("export", False) as conn:
-            set_json_loads(canonical.loads, conn)
+            set_json_loads(canonical.loads_utf8, conn)
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             manifest = _write(conn, tmp, filters, previous, progress)
