@@ -27,6 +27,7 @@ ZERO_HASH = bytes(32)
 # other characters below 0x20 as \u00xx (lower-case hex), everything else as is.
 # (json.dumps(s, ensure_ascii=False) is this same C function, with more calls.)
 _string: Callable[[str], str] = json.encoder.encode_basestring
+string_text = _string
 
 # Numbers must keep PostgreSQL's digits (12.50 stays 12.50), so never floats.
 # One decoder for every call: json.loads with parse_float builds a new one each
@@ -93,9 +94,11 @@ def jsonb_text(value: Any) -> str:
     if kind is int:
         return str(value)
     if kind is dict:
-        # A list, not a generator: join() makes one anyway, and this runs per image.
+        # A list, not a generator: join() makes one anyway; and a string member
+        # (most of them) without the call: this runs per image and per line.
         return "{" + ", ".join([
-            quoted + jsonb_text(value[k]) for k, quoted in key_order(tuple(value))]) + "}"
+            quoted + (_string(v) if type(v := value[k]) is str else jsonb_text(v))
+            for k, quoted in key_order(tuple(value))]) + "}"
     if kind is Decimal and value.is_finite() and not value.is_zero():
         return format(value, "f")
     if value is None:
@@ -172,17 +175,29 @@ def canon_text(
     actor: Any,
     moved: str | None,
 ) -> str:
-    """The jsonb text of the change's canonical object (commitments in place of images).
+    """The jsonb text of the change's canonical object (commitments in place of images)."""
+    t = jsonb_text
+    return canon_of_texts(
+        seq=t(seq), change_id=t(change_id), tenant_id=t(tenant_id), table_name=t(table_name),
+        operation=t(operation), row_pk=t(row_pk), old_pk=t(old_pk), old_commit=t(old_commit),
+        new_commit=t(new_commit), changed_at=t(changed_at), actor=t(actor), moved=t(moved))
+
+
+def canon_of_texts(
+    *, seq: str, change_id: str, tenant_id: str, table_name: str, operation: str, row_pk: str,
+    old_pk: str, old_commit: str, new_commit: str, changed_at: str, actor: str, moved: str,
+) -> str:
+    """canon_text() from each field's jsonb text (every argument is one), for a caller
+    that has them rendered.
 
     Its keys in jsonb's order, written out: this runs once per change.
     """
-    t = jsonb_text
     return (
-        f'{{"v": {VERSION}, "id": {t(change_id)}, "seq": {t(seq)}, "actor": {t(actor)},'
-        f' "moved": {t(moved)}, "old_pk": {t(old_pk)}, "row_pk": {t(row_pk)},'
-        f' "new_data": {t(new_commit)}, "old_data": {t(old_commit)},'
-        f' "operation": {t(operation)}, "tenant_id": {t(tenant_id)},'
-        f' "changed_at": {t(changed_at)}, "table_name": {t(table_name)}}}'
+        f'{{"v": {VERSION}, "id": {change_id}, "seq": {seq}, "actor": {actor},'
+        f' "moved": {moved}, "old_pk": {old_pk}, "row_pk": {row_pk},'
+        f' "new_data": {new_commit}, "old_data": {old_commit},'
+        f' "operation": {operation}, "tenant_id": {tenant_id},'
+        f' "changed_at": {changed_at}, "table_name": {table_name}}}'
     )
 
 
