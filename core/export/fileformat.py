@@ -100,10 +100,10 @@ class Change:
                 actor=s(self.actor), moved=s(self.moved),
             )
         return canonical.canon_of_texts(
-            seq=_s(self.seq), change_id=_s(self.change_id), tenant_id=_s(self.tenant_id),
-            table_name=_s(self.table_name), operation=_s(self.operation), row_pk=t["row_pk"],
+            seq=_s(self.seq), change_id=_s(self.change_id), tenant_id=t["tenant_id"],
+            table_name=t["table_name"], operation=t["operation"], row_pk=t["row_pk"],
             old_pk=t["old_pk"], old_commit=t["old_commit"], new_commit=t["new_commit"],
-            changed_at=_s(self.changed_at), actor=t["actor"], moved=_s(self.moved),
+            changed_at=t["changed_at"], actor=t["actor"], moved=t["moved"],
         )
 
 
@@ -111,7 +111,7 @@ class Change:
 # commitments the canonical text holds ("old_commit", "new_commit"), and these
 # fields of the line.
 TEXTS = ("old", "new", "old_commit", "new_commit", "row_pk", "old_pk", "actor", "salts",
-         "redacted")
+         "redacted", "tenant_id", "table_name", "operation", "changed_at", "moved")
 
 
 def change_line(c: Change) -> str:
@@ -119,14 +119,16 @@ def change_line(c: Change) -> str:
     if t is None:
         t = {"old": _s(c.old_data), "new": _s(c.new_data), "row_pk": _s(c.row_pk),
              "old_pk": _s(c.old_pk), "actor": _s(c.actor), "salts": _s(c.salts),
-             "redacted": _s(c.redacted)}
+             "redacted": _s(c.redacted), "tenant_id": _s(c.tenant_id),
+             "table_name": _s(c.table_name), "operation": _s(c.operation),
+             "changed_at": _s(c.changed_at), "moved": _s(c.moved)}
     redacted = f', "redacted": {t["redacted"]}' if c.redacted else ""
     return (
-        f'{{"seq": {c.seq}, "tenant_id": {_s(c.tenant_id)}, "id": {c.change_id},'
-        f' "table_name": {_s(c.table_name)}, "operation": {_s(c.operation)},'
+        f'{{"seq": {c.seq}, "tenant_id": {t["tenant_id"]}, "id": {c.change_id},'
+        f' "table_name": {t["table_name"]}, "operation": {t["operation"]},'
         f' "row_pk": {t["row_pk"]}, "old_pk": {t["old_pk"]},'
         f' "old_data": {t["old"]}, "new_data": {t["new"]},'
-        f' "changed_at": {_s(c.changed_at)}, "actor": {t["actor"]}, "moved": {_s(c.moved)},'
+        f' "changed_at": {t["changed_at"]}, "actor": {t["actor"]}, "moved": {t["moved"]},'
         f' "salts": {t["salts"]}{redacted}, "hash": "{c.hash}"}}\n'
     )
 
