@@ -77,7 +77,9 @@ class Change:
         sha256, fromhex, text = hashlib.sha256, bytes.fromhex, canonical.jsonb_text
         string = canonical.string_text
         for column, value in (image or {}).items():
-            value_text = string(value) if type(value) is str else text(value)
+            kind = type(value)
+            value_text = string(value) if kind is str else str(value) if kind is int else (
+                text(value))
             out[column] = sha256(fromhex(salts[column]) + value_text.encode()).hexdigest()
         return out
 
@@ -88,9 +90,11 @@ class Change:
             # In the order canon_text renders them (a bad salt fails first in
             # "old"); each field's jsonb text, a string's without the call.
             s, string = _s, canonical.string_text
+            v: Any
             old_commit, new_commit = s(self.commits("old")), s(self.commits("new"))
             return canonical.canon_of_texts(
-                seq=s(self.seq), change_id=s(self.change_id),
+                seq=str(v) if type(v := self.seq) is int else s(v),
+                change_id=str(v) if type(v := self.change_id) is int else s(v),
                 tenant_id=string(v) if type(v := self.tenant_id) is str else s(v),
                 table_name=string(v) if type(v := self.table_name) is str else s(v),
                 operation=string(v) if type(v := self.operation) is str else s(v),
