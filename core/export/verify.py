@@ -13,6 +13,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,7 +347,11 @@ def _parallel_lines(path: Path, chains: dict[Any, _Chain],
     counts: Counter[tuple[str, str]] = Counter()
     lines = stubs = 0
     cores = _cores()
-    pool = ProcessPoolExecutor(cores)
+    try:
+        pool = ProcessPoolExecutor(cores)
+    except (OSError, NotImplementedError):
+        # No processes to be had here (no /dev/shm, a sandbox): one process it is.
+        return None
     try:
         bounds = _chunks(path)
         pending: deque[Future[_Scan]] = deque()
@@ -384,6 +389,9 @@ def _parallel_lines(path: Path, chains: dict[Any, _Chain],
                 chain.next_seq += 1
                 lines += 1
             counts.update(scan.counts)
+    except (OSError, BrokenProcessPool):
+        # A worker killed (out of memory?) or no pipe to it: one process then.
+        return None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     for tenant, chain in work.items():
