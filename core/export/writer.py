@@ -293,7 +293,7 @@ def _csv_emit(f: TextIO) -> Callable[[str], Any]:
 
 @contextmanager
 def _cursor(conn: Conn, plan: Plan) -> Iterator[psycopg.ServerCursor[dict[str, Any]]]:
-    with conn.cursor(name=f"export_{plan.lo}") as cur:
+    with conn.cursor(name=f"export_{plan.lo}", binary=True) as cur:
         cur.itersize = BATCH
         yield cur
 
