@@ -77,6 +77,20 @@ def key_order(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return found
 
 
+# Key sets already in jsonb order (as every image an export writes is).
+_sorted: dict[tuple[str, ...], bool] = {}
+
+
+def in_key_order(keys: tuple[str, ...]) -> bool:
+    """Whether the keys are in jsonb's order already; cached per key set."""
+    found = _sorted.get(keys)
+    if found is None:
+        found = tuple(k for k, _ in key_order(keys)) == keys
+        if len(_sorted) < 10_000:
+            _sorted[keys] = found
+    return found
+
+
 def number_text(value: Decimal) -> str:
     """numeric_out: plain digits, the scale kept, no exponent, no negative zero."""
     if not value.is_finite():

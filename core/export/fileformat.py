@@ -83,6 +83,32 @@ class Change:
             out[column] = sha256(fromhex(salts[column]) + value_text.encode()).hexdigest()
         return out
 
+    def _commit_text(self, side: str) -> str:
+        """jsonb_text(self.commits(side)), without the dict when it need not be.
+
+        An image with nothing redacted, its keys in jsonb order: its commitments
+        are rendered in that order as they are made (the order commits() makes
+        them in, so a missing salt is the same one), each hex digest quoted as
+        jsonb_text quotes it. Anything else goes through commits().
+        """
+        image = self.old_data if side == "old" else self.new_data
+        hidden = self.redacted.get(side, {})
+        if (hidden or type(hidden) is not dict or type(image) is not dict
+                or not canonical.in_key_order(keys := tuple(image))):
+            return _s(self.commits(side))
+        salts = self.salts.get(side, {})
+        sha256, fromhex, text = hashlib.sha256, bytes.fromhex, canonical.jsonb_text
+        string = canonical.string_text
+        parts = []
+        for column, quoted in canonical.key_order(keys):
+            value = image[column]
+            kind = type(value)
+            value_text = string(value) if kind is str else str(value) if kind is int else (
+                text(value))
+            digest = sha256(fromhex(salts[column]) + value_text.encode()).hexdigest()
+            parts.append(f'{quoted}"{digest}"')
+        return "{" + ", ".join(parts) + "}"
+
     def canon(self) -> str:
         """canonical.canon_text() of this change; the fields' texts rendered once."""
         t = self.texts
@@ -91,7 +117,7 @@ class Change:
             # "old"); each field's jsonb text, a string's without the call.
             s, string = _s, canonical.string_text
             v: Any
-            old_commit, new_commit = s(self.commits("old")), s(self.commits("new"))
+            old_commit, new_commit = self._commit_text("old"), self._commit_text("new")
             return canonical.canon_of_texts(
                 seq=str(v) if type(v := self.seq) is int else s(v),
                 change_id=str(v) if type(v := self.change_id) is int else s(v),
