@@ -36,6 +36,16 @@ def _outcome(directory: Path, monkeypatch: pytest.MonkeyPatch, *, parallel: bool
     return ("verified", r.as_dict(), r.counts, bool(ran))
 
 
+def _a_line_fails(outcome: tuple[Any, ...]) -> bool:
+    """Whether the one-process loop must run: the workers' checks alone accept
+    a file whose lines are sound, and hand a failing line to the loop to name.
+    A problem found after the lines (a file's hash, a chain's end) is found
+    after them either way."""
+    found = outcome[1]
+    return outcome[0] == "problem" and found.get("file") == "changes.jsonl" and (
+        "line" in found or found["message"].startswith("line "))
+
+
 def _edit(line: str, edit: Any) -> str:
     obj = canonical.loads(line)
     edit(obj)
@@ -76,8 +86,35 @@ def test_parallel_and_sequential_agree(seeded_db: Database, tmp_path: Path,
     for chunk in (1, 3000, 1 << 30):
         got = _outcome(out, monkeypatch, parallel=True, chunk=chunk)
         assert got[:-1] == expected[:-1], chunk
-        # The workers' checks alone accept a sound file (the loop does not run
-        # again); where a line fails, the loop names it. A problem only the
-        # manifest shows (a file's hash, a short chain) is found after the lines.
-        lines_fail = how not in ("none", "no newline at the end", "truncate")
-        assert got[-1] == lines_fail, chunk
+        assert got[-1] == _a_line_fails(expected), chunk
+
+
+def _stub_hash(ls: list[str], edit: Any) -> list[str]:
+    i = next(i for i, x in enumerate(ls) if '"stub": true' in x)
+    return [*ls[:i], _edit(ls[i], edit), *ls[i + 1:]]
+
+
+STUB_TAMPERS: dict[str, Any] = {
+    "none": lambda ls: ls,
+    "stub hash": lambda ls: _stub_hash(ls, lambda o: o.update(hash="1" * 64)),
+    "stub held": lambda ls: _stub_hash(ls, lambda o: o.update(held=7)),
+    "stub data": lambda ls: _stub_hash(ls, lambda o: o.update(note="x")),
+}
+
+
+@pytest.mark.parametrize("how", sorted(STUB_TAMPERS))
+def test_stubs_agree(seeded_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     how: str) -> None:
+    seeded_db.sql("UPDATE public.patients SET room_number = 'B-12'")
+    assert ek.seal(seeded_db) > 50
+    out = tmp_path / "f"
+    ek.exported(seeded_db, out, "--table", "patients")
+    ek.write_lines(out, STUB_TAMPERS[how](ek.lines(out)))
+    expected = _outcome(out, monkeypatch, parallel=False)
+    assert (expected[0] == "verified") == (how == "none")
+    if how == "none":
+        assert expected[1]["stubs"] > 0
+    for chunk in (1, 3000, 1 << 30):
+        got = _outcome(out, monkeypatch, parallel=True, chunk=chunk)
+        assert got[:-1] == expected[:-1], chunk
+        assert got[-1] == _a_line_fails(expected), chunk
