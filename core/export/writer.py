@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,10 +292,23 @@ def _csv_emit(f: TextIO) -> Callable[[str], Any]:
 
 
 @contextmanager
-def _cursor(conn: Conn, plan: Plan) -> Iterator[psycopg.ServerCursor[dict[str, Any]]]:
-    with conn.cursor(name=f"export_{plan.lo}", binary=True) as cur:
-        cur.itersize = BATCH
-        yield cur
+def _rows(conn: Conn, plan: Plan) -> Iterator[Iterator[dict[str, Any]]]:
+    """The plan's rows, streamed BATCH at a time.
+
+    The server sends each next batch without waiting to be asked (a server-side
+    cursor's FETCH waits for each), so it reads and sends while this process
+    hashes; it stops when the socket is full, so memory stays flat. Leaving
+    the block early (a broken chain) cancels the query.
+    """
+    params = {"tenant": plan.tenant_id, "lo": plan.lo, "hi": plan.hi}
+    with conn.cursor(binary=True) as cur:
+        rows = cur.stream(q("changes"), params, size=BATCH)
+        try:
+            yield rows
+        finally:
+            if isinstance(rows, Generator):
+                # Now, not when collected: stream() cancels and drains the query.
+                rows.close()
 
 
 def _chain(conn: Conn, plan: Plan, secret: bytes, filters: Filters,
@@ -308,9 +321,8 @@ def _chain(conn: Conn, plan: Plan, secret: bytes, filters: Filters,
     tenant_text = canonical.jsonb_text(plan.tenant_id)
     held = {(r["seq"], r["change_id"])
             for r in conn.execute(q("held"), {"tenant": plan.tenant_id})}
-    with _cursor(conn, plan) as cur:
-        cur.execute(q("changes"), {"tenant": plan.tenant_id, "lo": plan.lo, "hi": plan.hi})
-        for row in cur:
+    with _rows(conn, plan) as rows:
+        for row in rows:
             seq = row["seq"]
             if seq == expected and not row["found"] and (seq, row["change_id"]) in held:
                 # Its change is gone; its seal's hash, which the prune record
