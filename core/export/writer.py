@@ -291,6 +291,12 @@ def _csv_emit(f: TextIO) -> Callable[[str], Any]:
     return emit
 
 
+def _can_stream() -> bool:
+    """Chunked rows: psycopg 3.2 or later on libpq 17 or later."""
+    capabilities = getattr(psycopg, "capabilities", None)
+    return capabilities is not None and bool(capabilities.has_stream_chunked())
+
+
 @contextmanager
 def _rows(conn: Conn, plan: Plan) -> Iterator[Iterator[dict[str, Any]]]:
     """The plan's rows, streamed BATCH at a time.
@@ -298,9 +304,16 @@ def _rows(conn: Conn, plan: Plan) -> Iterator[Iterator[dict[str, Any]]]:
     The server sends each next batch without waiting to be asked (a server-side
     cursor's FETCH waits for each), so it reads and sends while this process
     hashes; it stops when the socket is full, so memory stays flat. Leaving
-    the block early (a broken chain) cancels the query.
+    the block early (a broken chain) cancels the query. Where chunked rows
+    are not to be had, a server-side cursor it is.
     """
     params = {"tenant": plan.tenant_id, "lo": plan.lo, "hi": plan.hi}
+    if not _can_stream():
+        with conn.cursor(name=f"export_{plan.lo}", binary=True) as named:
+            named.itersize = BATCH
+            named.execute(q("changes"), params)
+            yield iter(named)
+        return
     with conn.cursor(binary=True) as cur:
         rows = cur.stream(q("changes"), params, size=BATCH)
         try:
