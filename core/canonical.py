@@ -27,9 +27,34 @@ ZERO_HASH = bytes(32)
 # other characters below 0x20 as \u00xx (lower-case hex), everything else as is.
 # (json.dumps(s, ensure_ascii=False) is this same C function, with more calls.)
 _string: Callable[[str], str] = json.encoder.encode_basestring
+string_text = _string
 
 # Numbers must keep PostgreSQL's digits (12.50 stays 12.50), so never floats.
-loads = partial(json.loads, parse_float=Decimal)
+# One decoder for every call: json.loads with parse_float builds a new one each
+# time, which cost more than the parsing (the export loads three values a row).
+_decoder = json.JSONDecoder(parse_float=Decimal)
+_decode = _decoder.decode
+_loads_bytes = partial(json.loads, parse_float=Decimal)
+
+
+def loads(text: str | bytes | bytearray) -> Any:
+    """json.loads(text, parse_float=Decimal), the same checks and errors."""
+    if type(text) is str:
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _decode(text)
+    return _loads_bytes(text)
+
+
+def loads_utf8(data: str | bytes) -> Any:
+    """loads() of UTF-8 bytes (PostgreSQL's json output to a UTF8 client): no
+    encoding to detect, no decoder to build."""
+    if type(data) is not bytes:
+        return loads(data)
+    text = data.decode("utf-8", "surrogatepass")
+    if text.startswith("\ufeff"):
+        return loads(data)
+    return _decode(text)
 
 
 def _key_order(key: str) -> tuple[int, bytes]:
@@ -52,6 +77,20 @@ def key_order(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return found
 
 
+# Key sets already in jsonb order (as every image an export writes is).
+_sorted: dict[tuple[str, ...], bool] = {}
+
+
+def in_key_order(keys: tuple[str, ...]) -> bool:
+    """Whether the keys are in jsonb's order already; cached per key set."""
+    found = _sorted.get(keys)
+    if found is None:
+        found = tuple(k for k, _ in key_order(keys)) == keys
+        if len(_sorted) < 10_000:
+            _sorted[keys] = found
+    return found
+
+
 def number_text(value: Decimal) -> str:
     """numeric_out: plain digits, the scale kept, no exponent, no negative zero."""
     if not value.is_finite():
@@ -68,6 +107,12 @@ def jsonb_text(value: Any) -> str:
         return _string(value)
     if kind is int:
         return str(value)
+    if kind is dict:
+        # A list, not a generator: join() makes one anyway; and a string member
+        # (most of them) without the call: this runs per image and per line.
+        return "{" + ", ".join([
+            quoted + (_string(v) if type(v := value[k]) is str else jsonb_text(v))
+            for k, quoted in key_order(tuple(value))]) + "}"
     if kind is Decimal and value.is_finite() and not value.is_zero():
         return format(value, "f")
     if value is None:
@@ -76,6 +121,8 @@ def jsonb_text(value: Any) -> str:
         return "true"
     if value is False:
         return "false"
+    if kind is list:
+        return "[" + ", ".join([jsonb_text(v) for v in value]) + "]"
     if isinstance(value, str):
         return _string(value)
     if isinstance(value, int):
@@ -142,17 +189,29 @@ def canon_text(
     actor: Any,
     moved: str | None,
 ) -> str:
-    """The jsonb text of the change's canonical object (commitments in place of images).
+    """The jsonb text of the change's canonical object (commitments in place of images)."""
+    t = jsonb_text
+    return canon_of_texts(
+        seq=t(seq), change_id=t(change_id), tenant_id=t(tenant_id), table_name=t(table_name),
+        operation=t(operation), row_pk=t(row_pk), old_pk=t(old_pk), old_commit=t(old_commit),
+        new_commit=t(new_commit), changed_at=t(changed_at), actor=t(actor), moved=t(moved))
+
+
+def canon_of_texts(
+    *, seq: str, change_id: str, tenant_id: str, table_name: str, operation: str, row_pk: str,
+    old_pk: str, old_commit: str, new_commit: str, changed_at: str, actor: str, moved: str,
+) -> str:
+    """canon_text() from each field's jsonb text (every argument is one), for a caller
+    that has them rendered.
 
     Its keys in jsonb's order, written out: this runs once per change.
     """
-    t = jsonb_text
     return (
-        f'{{"v": {VERSION}, "id": {t(change_id)}, "seq": {t(seq)}, "actor": {t(actor)},'
-        f' "moved": {t(moved)}, "old_pk": {t(old_pk)}, "row_pk": {t(row_pk)},'
-        f' "new_data": {t(new_commit)}, "old_data": {t(old_commit)},'
-        f' "operation": {t(operation)}, "tenant_id": {t(tenant_id)},'
-        f' "changed_at": {t(changed_at)}, "table_name": {t(table_name)}}}'
+        f'{{"v": {VERSION}, "id": {change_id}, "seq": {seq}, "actor": {actor},'
+        f' "moved": {moved}, "old_pk": {old_pk}, "row_pk": {row_pk},'
+        f' "new_data": {new_commit}, "old_data": {old_commit},'
+        f' "operation": {operation}, "tenant_id": {tenant_id},'
+        f' "changed_at": {changed_at}, "table_name": {table_name}}}'
     )
 
 

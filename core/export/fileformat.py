@@ -62,52 +62,105 @@ class Change:
     salts: dict[str, dict[str, str]]
     redacted: dict[str, dict[str, str]]
     hash: str
-    # Filled by the writer, which has these at hand: the images' jsonb text
-    # and the commitments, so that neither is computed twice.
+    # Filled by the writer, which renders them anyway: the jsonb text of each of
+    # TEXTS, so that none is rendered twice (for the canonical text and the line).
     texts: dict[str, str] | None = None
-    known: dict[str, dict[str, str] | None] | None = None
 
     def commits(self, side: str) -> dict[str, str] | None:
-        if self.known is not None:
-            return self.known[side]
         image = self.old_data if side == "old" else self.new_data
         hidden = self.redacted.get(side, {})
         if image is None and not hidden:
             return None
         salts = self.salts.get(side, {})
         out = dict(hidden)
+        # canonical.commitment(), inlined: this runs once per column of every line.
+        sha256, fromhex, text = hashlib.sha256, bytes.fromhex, canonical.jsonb_text
+        string = canonical.string_text
         for column, value in (image or {}).items():
-            out[column] = canonical.commitment(bytes.fromhex(salts[column]), value)
+            kind = type(value)
+            value_text = string(value) if kind is str else str(value) if kind is int else (
+                text(value))
+            out[column] = sha256(fromhex(salts[column]) + value_text.encode()).hexdigest()
         return out
 
+    def _commit_text(self, side: str) -> str:
+        """jsonb_text(self.commits(side)), without the dict when it need not be.
+
+        An image with nothing redacted, its keys in jsonb order: its commitments
+        are rendered in that order as they are made (the order commits() makes
+        them in, so a missing salt is the same one), each hex digest quoted as
+        jsonb_text quotes it. Anything else goes through commits().
+        """
+        image = self.old_data if side == "old" else self.new_data
+        hidden = self.redacted.get(side, {})
+        if (hidden or type(hidden) is not dict or type(image) is not dict
+                or not canonical.in_key_order(keys := tuple(image))):
+            return _s(self.commits(side))
+        salts = self.salts.get(side, {})
+        sha256, fromhex, text = hashlib.sha256, bytes.fromhex, canonical.jsonb_text
+        string = canonical.string_text
+        parts = []
+        for column, quoted in canonical.key_order(keys):
+            value = image[column]
+            kind = type(value)
+            value_text = string(value) if kind is str else str(value) if kind is int else (
+                text(value))
+            digest = sha256(fromhex(salts[column]) + value_text.encode()).hexdigest()
+            parts.append(f'{quoted}"{digest}"')
+        return "{" + ", ".join(parts) + "}"
+
     def canon(self) -> str:
-        return canonical.canon_text(
-            seq=self.seq, change_id=self.change_id, tenant_id=self.tenant_id,
-            table_name=self.table_name, operation=self.operation, row_pk=self.row_pk,
-            old_pk=self.old_pk, old_commit=self.commits("old"), new_commit=self.commits("new"),
-            changed_at=self.changed_at, actor=self.actor, moved=self.moved,
+        """canonical.canon_text() of this change; the fields' texts rendered once."""
+        t = self.texts
+        if t is None:
+            # In the order canon_text renders them (a bad salt fails first in
+            # "old"); each field's jsonb text, a string's without the call.
+            s, string = _s, canonical.string_text
+            v: Any
+            old_commit, new_commit = self._commit_text("old"), self._commit_text("new")
+            return canonical.canon_of_texts(
+                seq=str(v) if type(v := self.seq) is int else s(v),
+                change_id=str(v) if type(v := self.change_id) is int else s(v),
+                tenant_id=string(v) if type(v := self.tenant_id) is str else s(v),
+                table_name=string(v) if type(v := self.table_name) is str else s(v),
+                operation=string(v) if type(v := self.operation) is str else s(v),
+                row_pk=s(self.row_pk), old_pk=s(self.old_pk), old_commit=old_commit,
+                new_commit=new_commit,
+                changed_at=string(v) if type(v := self.changed_at) is str else s(v),
+                actor=s(self.actor), moved=s(self.moved),
+            )
+        return canonical.canon_of_texts(
+            seq=_s(self.seq), change_id=_s(self.change_id), tenant_id=t["tenant_id"],
+            table_name=t["table_name"], operation=t["operation"], row_pk=t["row_pk"],
+            old_pk=t["old_pk"], old_commit=t["old_commit"], new_commit=t["new_commit"],
+            changed_at=t["changed_at"], actor=t["actor"], moved=t["moved"],
         )
 
 
+# Change.texts: the images as the line shows them ("old", "new"), the
+# commitments the canonical text holds ("old_commit", "new_commit"), and these
+# fields of the line.
+TEXTS = ("old", "new", "old_commit", "new_commit", "row_pk", "old_pk", "actor", "salts",
+         "redacted", "tenant_id", "table_name", "operation", "changed_at", "moved")
+
+
 def change_line(c: Change) -> str:
-    parts = [
-        f'{{"seq": {c.seq}, "tenant_id": {_s(c.tenant_id)}, "id": {c.change_id}',
-        f'"table_name": {_s(c.table_name)}, "operation": {_s(c.operation)}',
-        f'"row_pk": {_s(c.row_pk)}, "old_pk": {_s(c.old_pk)}',
-        f'"old_data": {_image(c, "old")}, "new_data": {_image(c, "new")}',
-        f'"changed_at": {_s(c.changed_at)}, "actor": {_s(c.actor)}, "moved": {_s(c.moved)}',
-        f'"salts": {_s(c.salts)}',
-    ]
-    if c.redacted:
-        parts.append(f'"redacted": {_s(c.redacted)}')
-    parts.append(f'"hash": "{c.hash}"}}')
-    return ", ".join(parts) + "\n"
-
-
-def _image(c: Change, side: str) -> str:
-    if c.texts is not None:
-        return c.texts[side]
-    return _s(c.old_data if side == "old" else c.new_data)
+    t = c.texts
+    if t is None:
+        t = {"old": _s(c.old_data), "new": _s(c.new_data), "row_pk": _s(c.row_pk),
+             "old_pk": _s(c.old_pk), "actor": _s(c.actor), "salts": _s(c.salts),
+             "redacted": _s(c.redacted), "tenant_id": _s(c.tenant_id),
+             "table_name": _s(c.table_name), "operation": _s(c.operation),
+             "changed_at": _s(c.changed_at), "moved": _s(c.moved)}
+    redacted = f', "redacted": {t["redacted"]}' if c.redacted else ""
+    return (
+        f'{{"seq": {c.seq}, "tenant_id": {t["tenant_id"]}, "id": {c.change_id},'
+        f' "table_name": {t["table_name"]}, "operation": {t["operation"]},'
+        f' "row_pk": {t["row_pk"]}, "old_pk": {t["old_pk"]},'
+        f' "old_data": {t["old"]}, "new_data": {t["new"]},'
+        f' "changed_at": {t["changed_at"]}, "actor": {t["actor"]}, "moved": {t["moved"]},'
+        f' "salts": {t["salts"]}{redacted}, "hash": "{c.hash}"}}\n'
+    )
 
 
 def stub_line(seq: int, tenant_id: str | None, hash_hex: str, held: int | None = None) -> str:

@@ -50,11 +50,22 @@ class Stats:
         self.per_actor[who] += 1
         at = at.astimezone(dt.UTC)
         self.per_hour[at.replace(minute=0, second=0, microsecond=0)] += 1
-        self.first = at if self.first is None else min(self.first, at)
-        self.last = at if self.last is None else max(self.last, at)
-        entry = self.activity.setdefault((who, change.table_name), [0, at, at])
-        entry[0] += 1
-        entry[1], entry[2] = min(entry[1], at), max(entry[2], at)
+        # Comparisons, not min()/max() calls, and no list made to be dropped:
+        # this runs once per change.
+        if self.first is None or at < self.first:
+            self.first = at
+        if self.last is None or at > self.last:
+            self.last = at
+        key = (who, change.table_name)
+        entry = self.activity.get(key)
+        if entry is None:
+            self.activity[key] = [1, at, at]
+        else:
+            entry[0] += 1
+            if at < entry[1]:
+                entry[1] = at
+            if at > entry[2]:
+                entry[2] = at
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
