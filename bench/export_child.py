@@ -1,7 +1,8 @@
 """One export or one verify in a process of its own, so its peak RSS is its own.
 
 `python -m bench.export_child export DSN DIR` or `... verify DIR`, with
-`--profile` to run it under cProfile and report the functions that took
+`--profile` to run it under cProfile (verify in one process, so the
+profile sees the work its workers do) and report the functions that took
 the most time of their own. Prints one JSON object.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from simtrail.db import connect
-from simtrail.export import verify, writer
+from simtrail.export import parallel, verify, writer
 
 TOP = 10
 
@@ -33,7 +34,10 @@ def _export(dsn: str, out: Path) -> int:
     return int(report["changes"])
 
 
-def _verify(directory: Path) -> int:
+def _verify(directory: Path, one_process: bool) -> int:
+    if one_process:
+        # What each worker does, in this process, where cProfile sees it.
+        parallel.PARALLEL_BYTES = 1 << 62
     return verify.verify(directory).lines
 
 
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         job: Callable[[], int] = partial(_export, dsn, Path(out))
     else:
         (directory,) = args.args
-        job = partial(_verify, Path(directory))
+        job = partial(_verify, Path(directory), args.profile)
     profile = cProfile.Profile() if args.profile else None
     started = time.perf_counter()
     if profile is not None:
@@ -78,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": seconds,
         "lines": lines,
         "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        # verify's worker processes, if it started any: the largest one's peak.
+        "worker_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     }
     if profile is not None:
         result["top"] = _top(profile)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from simtrail import canonical
+from simtrail.export import parallel as par
 from simtrail.export import verify as v
 from tests import exportkit as ek
 from tests.conftest import Database
@@ -18,9 +19,9 @@ from tests.conftest import Database
 def _outcome(directory: Path, monkeypatch: pytest.MonkeyPatch, *, parallel: bool,
              chunk: int = 4 << 20) -> tuple[Any, ...]:
     """verify's report or first problem, and whether the one-process loop ran."""
-    monkeypatch.setattr(v, "PARALLEL_BYTES", 0 if parallel else 1 << 62)
-    monkeypatch.setattr(v, "CHUNK_BYTES", chunk)
-    monkeypatch.setattr(v, "_cores", lambda: 2)
+    monkeypatch.setattr(par, "PARALLEL_BYTES", 0 if parallel else 1 << 62)
+    monkeypatch.setattr(par, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(par, "_cores", lambda: 2)
     ran: list[bool] = []
     loop = v._check_lines
 
