@@ -99,7 +99,10 @@ def render(results: Results, facts: machine.Machine, *, quick: bool) -> str:
         "",
         "### Compaction throughput",
         "",
-        f"`simtrail.thin_ticks('0', '1 microsecond')` (kept every tick; removed "
+        f"The history is sealed first ({results.sealed:,} changes in"
+        f" {results.seal_seconds:.1f} s, not counted below; see *Sealing*), as the daemon's"
+        " every-cycle seal would have done long before history is old enough to compact."
+        f" Then `simtrail.thin_ticks('0', '1 microsecond')` (kept every tick; removed "
         f"{results.thinned}), then `simtrail.compact_batch('0', {plan.batch:,})` in a loop "
         "until it reports `done`, each batch its own transaction. Window `0`: the frontier is "
         "the last tick, taken after the last change, so the whole history is compacted.",

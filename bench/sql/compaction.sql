@@ -57,6 +57,11 @@ SELECT simtrail.daemon_stats('0') AS stats
 -- name: log_bytes
 SELECT pg_catalog.pg_total_relation_size('simtrail.changes') AS bytes
 
+-- name: seal_all
+-- Seal the whole history before compaction is timed: the daemon seals every
+-- cycle, so history old enough to compact was sealed long before.
+SELECT simtrail.seal_all(50000) AS result
+
 -- name: thin_ticks
 -- Keep every tick: the stand-in hourly ticks are all cut points.
 SELECT simtrail.thin_ticks('0', '1 microsecond') AS deleted
