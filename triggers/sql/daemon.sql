@@ -193,9 +193,9 @@ BEGIN
     v_current := (SELECT b.next_id IS NULL FROM simtrail.generation_bounds(v_gen) AS b);
     -- An original still unsealed stops the batch before it until a later
     -- seal has taken it. It has committed (the frontier tick saw it), so only
-    -- an older transaction still writing somewhere in the cluster holds the
-    -- seal's xmin below it; a short one (a CREATE DATABASE, another
-    -- session's statement) is waited for, up to two seconds.
+    -- an older transaction still open in this database holds the seal's
+    -- horizon (seal_horizon) below it; a short one is waited for, up to two
+    -- seconds.
     FOR i IN 1..40 LOOP
         v_unsealed := (SELECT pg_catalog.min(c.id) FROM simtrail.changes AS c
                        WHERE c.id >= v_lo AND c.id < v_hi AND c.net_count IS NULL
