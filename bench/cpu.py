@@ -40,6 +40,11 @@ class CpuMeter:
         return bool(self.paths)
 
     def read(self) -> int:
+        return self.read_both()[0]
+
+    def read_both(self) -> tuple[int, int]:
+        """Summed nanoseconds on a CPU, and waiting on a run queue for one."""
         if not self.paths:
-            return 0
-        return sum(int(p.read_text(encoding="ascii").split()[0]) for p in self.paths)
+            return 0, 0
+        fields = [p.read_text(encoding="ascii").split() for p in self.paths]
+        return sum(int(f[0]) for f in fields), sum(int(f[1]) for f in fields)

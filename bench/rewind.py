@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from bench.cpu import CpuMeter
 from bench.sql import query
 from simtrail.clinic import seed
 from simtrail.db import connect
@@ -74,6 +75,12 @@ class Results:
     read_after: ReadProfile | None = None
     idle_latencies_ms: list[float] = field(default_factory=list)
     busy_latencies_ms: list[float] = field(default_factory=list)
+    # Why the busy p99 grows, from /proc/<pid>/schedstat (empty when the
+    # server is not on this host): the writers' backends' wait for a CPU per
+    # insert, idle and busy, and the rewinding backend's share of a CPU.
+    idle_wait_us: float | None = None
+    busy_wait_us: float | None = None
+    rewinder_cpu_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -442,36 +449,48 @@ def measure_latency(p: Prepared, plan: Plan, results: Results) -> None:
     """Single-row writes of another class: idle, then while rewinds run back to back."""
     stop = threading.Event()
     samples: list[float] = []
+    waits: list[int] = []
 
     def writer() -> None:
-        with psycopg.connect(p.dsn, autocommit=True) as conn:
+        with connect(p.dsn, "bench rewind latency writer") as conn:
             row = conn.execute(q("a_patient"), {"tenant": p.others[0]}).fetchone()
             assert row is not None
+            meter = CpuMeter([conn])
+            _, waited = meter.read_both()
             while not stop.is_set():
                 started = time.perf_counter()
-                conn.execute(q("single_write"), (p.others[0], row[0]))
+                conn.execute(q("single_write"), (p.others[0], row["id"]))
                 samples.append((time.perf_counter() - started) * 1000)
+            if meter.available:
+                waits.append(meter.read_both()[1] - waited)
 
-    def run(busy: bool) -> list[float]:
+    def run(busy: bool) -> tuple[list[float], float | None, float | None]:
         samples.clear()
+        waits.clear()
         stop.clear()
         threads = [threading.Thread(target=writer) for _ in range(2)]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + plan.latency_seconds
-        with psycopg.connect(p.dsn, autocommit=True, row_factory=dict_row) as conn:
+        share = None
+        with connect(p.dsn, "bench rewind latency") as conn:
+            meter = CpuMeter([conn])
+            started, (cpu, _) = time.perf_counter(), meter.read_both()
+            deadline = time.monotonic() + plan.latency_seconds
             while time.monotonic() < deadline:
                 if busy:
                     time_simtrail(conn, p)
                 else:
                     time.sleep(0.05)
+            if meter.available:
+                share = (meter.read_both()[0] - cpu) / 1e9 / (time.perf_counter() - started)
         stop.set()
         for t in threads:
             t.join()
-        return list(samples)
+        wait = sum(waits) / 1e3 / len(samples) if len(waits) == len(threads) and samples else None
+        return list(samples), wait, share
 
-    results.idle_latencies_ms = run(busy=False)
-    results.busy_latencies_ms = run(busy=True)
+    results.idle_latencies_ms, results.idle_wait_us, _ = run(busy=False)
+    results.busy_latencies_ms, results.busy_wait_us, results.rewinder_cpu_share = run(busy=True)
 
 
 def p99(values: list[float]) -> float:

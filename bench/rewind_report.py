@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from bench.report import median as _median
 from bench.report import paired_ratio as _ratios
 from bench.rewind import PHASES, Plan, ReadProfile, Results, p99
@@ -11,6 +13,20 @@ X = "\u00d7"
 
 def _met(ok: bool) -> str:
     return "yes" if ok else "**no**"
+
+
+def _contention(results: Results) -> list[str]:
+    """What the busy p99 is made of, from the backends' schedstat."""
+    idle, busy, share = results.idle_wait_us, results.busy_wait_us, results.rewinder_cpu_share
+    if idle is None or busy is None or share is None:
+        return []
+    return [
+        f"Why it grows: the rewinding backend was on a CPU {share:.0%} of the time while"
+        f" rewinds ran back to back, on a machine of {os.cpu_count()} cores; the two writers'"
+        f" backends waited for a CPU {busy:,.0f} µs per insert on average then, against"
+        f" {idle:,.0f} µs idle (their run-queue time, /proc/<pid>/schedstat). The bench's own"
+        " client threads share the same cores."
+    ]
 
 
 def _read_profiles(results: Results) -> list[str]:
@@ -123,6 +139,7 @@ def render(results: Results, plan: Plan) -> str:
         f"Another class's single-row inserts (2 clients): p99 {idle:.1f} ms idle, "
         f"{busy:.1f} ms while rewinds ran back to back ({busy / idle:.2f}{X}; "
         f"{len(results.idle_latencies_ms):,} and {len(results.busy_latencies_ms):,} samples).",
+        *_contention(results),
         "",
         "| target | reached | met |",
         "|---|---|---|",
