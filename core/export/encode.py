@@ -12,6 +12,8 @@ from typing import Any
 from simtrail import canonical
 from simtrail.export import fileformat as ff
 
+# Per key set of an image: (column, its quoted text + ': ', its UTF-8 bytes) in
+# jsonb order (canonical.key_order's, plus the bytes the salt hashes).
 _columns: dict[tuple[str, ...], tuple[tuple[str, str, bytes], ...]] = {}
 
 

@@ -42,6 +42,18 @@ UNHASHED = ("record", "signature", "records")
 _s = canonical.jsonb_text
 
 
+def _digests(image: dict[str, Any], salts: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """Each column's commitment, in the image's order: canonical.commitment(),
+    inlined, since this runs once per column of every line."""
+    sha256, fromhex, text = hashlib.sha256, bytes.fromhex, canonical.jsonb_text
+    string = canonical.string_text
+    for column, value in image.items():
+        kind = type(value)
+        value_text = string(value) if kind is str else str(value) if kind is int else (
+            text(value))
+        yield column, sha256(fromhex(salts[column]) + value_text.encode()).hexdigest()
+
+
 @dataclass
 class Change:
     """One original change as a line shows it (images with redacted columns removed)."""
@@ -71,16 +83,8 @@ class Change:
         hidden = self.redacted.get(side, {})
         if image is None and not hidden:
             return None
-        salts = self.salts.get(side, {})
         out = dict(hidden)
-        # canonical.commitment(), inlined: this runs once per column of every line.
-        sha256, fromhex, text = hashlib.sha256, bytes.fromhex, canonical.jsonb_text
-        string = canonical.string_text
-        for column, value in (image or {}).items():
-            kind = type(value)
-            value_text = string(value) if kind is str else str(value) if kind is int else (
-                text(value))
-            out[column] = sha256(fromhex(salts[column]) + value_text.encode()).hexdigest()
+        out.update(_digests(image or {}, self.salts.get(side, {})))
         return out
 
     def _commit_text(self, side: str) -> str:
@@ -96,18 +100,11 @@ class Change:
         if (hidden or type(hidden) is not dict or type(image) is not dict
                 or not canonical.in_key_order(keys := tuple(image))):
             return _s(self.commits(side))
-        salts = self.salts.get(side, {})
-        sha256, fromhex, text = hashlib.sha256, bytes.fromhex, canonical.jsonb_text
-        string = canonical.string_text
-        parts = []
-        for column, quoted in canonical.key_order(keys):
-            value = image[column]
-            kind = type(value)
-            value_text = string(value) if kind is str else str(value) if kind is int else (
-                text(value))
-            digest = sha256(fromhex(salts[column]) + value_text.encode()).hexdigest()
-            parts.append(f'{quoted}"{digest}"')
-        return "{" + ", ".join(parts) + "}"
+        digests = _digests(image, self.salts.get(side, {}))
+        return "{" + ", ".join([
+            f'{quoted}"{digest}"'
+            for (_, quoted), (_, digest) in zip(canonical.key_order(keys), digests, strict=True)
+        ]) + "}"
 
     def canon(self) -> str:
         """canonical.canon_text() of this change; the fields' texts rendered once."""

@@ -359,7 +359,7 @@ def _chain(conn: Conn, plan: Plan, secret: bytes, filters: Filters,
                     f"{' no row in the log or the archive' if row['found'] is False else ''}:"
                     " the database's chain is broken; run simtrail verify --db")
             change = encode.change(row, plan.tenant_id, tenant_text, keyed,
-                             redacted.get(row["table_name"], set()))
+                                   redacted.get(row["table_name"], set()))
             got = canonical.link(prev, change.canon())
             if got != bytes(row["hash"]):
                 raise SimtrailError(
@@ -381,7 +381,3 @@ def _chain(conn: Conn, plan: Plan, secret: bytes, filters: Filters,
         raise SimtrailError(f"tenant {plan.tenant_id!r} seq {expected} has no seal: the"
                             " database's chain is broken; run simtrail verify --db")
     return lines, stubs
-
-
-# Per key set of an image: (column, its quoted text + ': ', its UTF-8 bytes) in
-# jsonb order (canonical.key_order's, plus the bytes the salt hashes).
