@@ -104,12 +104,12 @@ def run(create: Callable[[str], str], plan: Plan) -> list[Result]:
 
 def medians(results: list[Result]) -> Result:
     """Each timing's median over the repeats (the counts are the same in each)."""
-    values = {
-        f.name: median([float(getattr(r, f.name)) for r in results])
-        for f in fields(Result)
-        if f.type == "float"
-    }
     first = results[0]
+    values = {
+        f.name: median([getattr(r, f.name) for r in results])
+        for f in fields(Result)
+        if isinstance(getattr(first, f.name), float)
+    }
     return Result(changes=first.changes, batch=first.batch, batches=first.batches, **values)
 
 
